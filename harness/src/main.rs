@@ -1,0 +1,2 @@
+//! The `ringproof` command-line tool.
+fn main() {}

@@ -1,0 +1,1 @@
+//! loom and shuttle models of the shipped protocol.

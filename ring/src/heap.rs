@@ -1,0 +1,139 @@
+//! Segments in process memory: an aligned buffer with a fresh header, and an
+//! in-process ring over it.
+//!
+//! The same layout and the same protocol code as a shared-memory ring; used by
+//! the property tests, the fuzz targets and the in-process benches.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use zerocopy::IntoBytes;
+
+use crate::layout::{HEADER_SIZE, Header, LINE, segment_size};
+use crate::spsc::{Consumer, Error, Producer};
+use crate::sync::MemShared;
+use crate::validate::attach;
+
+/// A zeroed, 128-byte aligned heap buffer.
+#[derive(Debug)]
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: AlignedBuf owns its allocation like a Box<[u8]>; shared access
+// from several threads goes through the ring protocol (atomics for the words).
+unsafe impl Send for AlignedBuf {}
+// SAFETY: as above; `&AlignedBuf` only hands out raw pointers.
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    /// A zeroed buffer of `len` bytes (at least one).
+    pub fn zeroed(len: usize) -> Self {
+        let layout = Layout::from_size_align(len.max(1), LINE).expect("buffer size overflows");
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        AlignedBuf { ptr, layout }
+    }
+
+    /// A buffer holding a fresh, empty segment of `capacity` data bytes, or
+    /// `None` when the capacity is not accepted.
+    pub fn segment(capacity: u64) -> Option<Self> {
+        let header = Header::new(capacity)?;
+        let len = usize::try_from(segment_size(capacity)).ok()?;
+        let mut buf = AlignedBuf::zeroed(len);
+        buf.bytes_mut()[..HEADER_SIZE].copy_from_slice(header.as_bytes());
+        Some(buf)
+    }
+
+    /// A buffer holding a copy of `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let mut buf = AlignedBuf::zeroed(bytes.len());
+        buf.bytes_mut()[..bytes.len()].copy_from_slice(bytes);
+        buf
+    }
+
+    /// Length requested at creation.
+    pub fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Whether the buffer is empty (never: it holds at least one byte).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// First byte.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The bytes, for setting up or corrupting a segment while no ring uses it.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: we own `len` initialised (zeroed) bytes, and `&mut self`
+        // excludes every other access through this buffer.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with this layout, freed once.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+/// Shared state of an in-process ring: the checked segment, kept alive by an `Arc`.
+pub type HeapShared = MemShared<Arc<AlignedBuf>>;
+
+/// Why a heap segment cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeapError {
+    /// The header did not pass [`attach`].
+    Attach(crate::AttachError),
+    /// The indices did not pass the protocol's checks.
+    Ring(Error),
+}
+
+impl core::fmt::Display for HeapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HeapError::Attach(e) => e.fmt(f),
+            HeapError::Ring(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for HeapError {}
+
+/// Attaches to a segment held in `buf` (checked like one from shared memory).
+pub fn shared(buf: &Arc<AlignedBuf>) -> Result<HeapShared, HeapError> {
+    // SAFETY: the buffer is readable for its length while `buf` lives.
+    let checked = unsafe { attach(buf.as_ptr(), buf.len()) }.map_err(HeapError::Attach)?;
+    // SAFETY: the Arc clone keeps the buffer alive as long as the MemShared.
+    Ok(unsafe { MemShared::new(checked, Arc::clone(buf)) })
+}
+
+/// A producer over the segment in `buf`.
+pub fn producer(buf: &Arc<AlignedBuf>) -> Result<Producer<HeapShared>, HeapError> {
+    Producer::new(shared(buf)?).map_err(HeapError::Ring)
+}
+
+/// A consumer over the segment in `buf`.
+pub fn consumer(buf: &Arc<AlignedBuf>) -> Result<Consumer<HeapShared>, HeapError> {
+    Consumer::new(shared(buf)?).map_err(HeapError::Ring)
+}
+
+/// A fresh in-process ring of `capacity` bytes, or `None` when the capacity
+/// is not accepted.
+pub fn channel(capacity: u64) -> Option<(Producer<HeapShared>, Consumer<HeapShared>)> {
+    let buf = Arc::new(AlignedBuf::segment(capacity)?);
+    let producer = producer(&buf).ok()?;
+    let consumer = consumer(&buf).ok()?;
+    Some((producer, consumer))
+}

@@ -1,0 +1,328 @@
+//! The seam between the protocol and the memory it runs over.
+//!
+//! [`crate::spsc`] is written once against the [`Shared`] trait: the shared
+//! words (`head`, `tail`, `closed`, the two futex words), the data region with
+//! an access token per borrow, a fence, and park/wake. This module also holds
+//! the shipped implementation, [`MemShared`], over `core::sync::atomic` and raw
+//! memory; `ringproof-models` implements the same trait with loom's and
+//! shuttle's types, so the models run the very code that ships.
+//!
+//! Every method is `#[inline]` and [`MemShared`]'s access token is `()`, so
+//! monomorphisation leaves nothing of the seam in a release build.
+//!
+//! This is the only module that may name `core::sync::atomic` types (see
+//! `clippy.toml`): the protocol reaches atomics only through these traits.
+#![allow(clippy::disallowed_types)]
+
+use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::time::Duration;
+
+pub use core::sync::atomic::Ordering;
+
+use crate::layout::{
+    CLOSED_OFFSET, CONSUMER_GEN_OFFSET, CONSUMER_WAIT_OFFSET, HEAD_OFFSET, HEADER_SIZE,
+    PRODUCER_GEN_OFFSET, PRODUCER_WAIT_OFFSET, TAIL_OFFSET,
+};
+use crate::validate::Checked;
+
+/// A 64-bit shared word.
+pub trait Word64 {
+    /// Atomic load.
+    fn load(&self, order: Ordering) -> u64;
+    /// Atomic store.
+    fn store(&self, value: u64, order: Ordering);
+}
+
+/// A 32-bit shared word (flags and futex words).
+pub trait Word32 {
+    /// Atomic load.
+    fn load(&self, order: Ordering) -> u32;
+    /// Atomic store.
+    fn store(&self, value: u32, order: Ordering);
+}
+
+/// A point in the protocol where a crash-injection experiment may kill the
+/// process. The shipped [`Shared`] implementations ignore them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CrashPoint {
+    /// The producer wrote the record header of a reservation.
+    AfterReserve,
+    /// `push` wrote the first half of a payload.
+    MidPayload,
+    /// The record is complete, its `tail` store not yet done.
+    BeforeCommit,
+    /// The `tail` store that commits a record (or a batch) is done.
+    AfterCommit,
+    /// A batch holds at least one complete, uncommitted record and takes another.
+    MidBatch,
+    /// The consumer validated a record and handed it out.
+    AfterRead,
+    /// The consumer is about to store `head`.
+    BeforeRelease,
+    /// The `head` store that releases records is done.
+    AfterRelease,
+    /// The producer is about to set `closed`.
+    BeforeClose,
+}
+
+impl CrashPoint {
+    /// Every crash point, in protocol order.
+    pub const ALL: [CrashPoint; 9] = [
+        CrashPoint::AfterReserve,
+        CrashPoint::MidPayload,
+        CrashPoint::BeforeCommit,
+        CrashPoint::AfterCommit,
+        CrashPoint::MidBatch,
+        CrashPoint::AfterRead,
+        CrashPoint::BeforeRelease,
+        CrashPoint::AfterRelease,
+        CrashPoint::BeforeClose,
+    ];
+
+    /// A stable name (`after-reserve`, …) for command lines and reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CrashPoint::AfterReserve => "after-reserve",
+            CrashPoint::MidPayload => "mid-payload",
+            CrashPoint::BeforeCommit => "before-commit",
+            CrashPoint::AfterCommit => "after-commit",
+            CrashPoint::MidBatch => "mid-batch",
+            CrashPoint::AfterRead => "after-read",
+            CrashPoint::BeforeRelease => "before-release",
+            CrashPoint::AfterRelease => "after-release",
+            CrashPoint::BeforeClose => "before-close",
+        }
+    }
+
+    /// Whether the producer (true) or the consumer (false) crosses this point.
+    pub const fn is_producer(self) -> bool {
+        !matches!(
+            self,
+            CrashPoint::AfterRead | CrashPoint::BeforeRelease | CrashPoint::AfterRelease
+        )
+    }
+}
+
+/// Everything the SPSC protocol touches in a segment.
+///
+/// # Safety
+///
+/// Implementors guarantee that
+/// - [`capacity`](Shared::capacity) is constant, a power of two and at least
+///   [`crate::layout::MIN_CAPACITY`];
+/// - for `offset + len <= capacity`, [`data`](Shared::data) returns a pointer
+///   valid for reads and writes of `len` bytes for as long as `self` lives;
+/// - the words returned by the accessors are distinct and outlive `&self`.
+///
+/// They need not (and cannot) guarantee what another process writes there:
+/// the protocol checks every value it reads.
+pub unsafe trait Shared {
+    /// The 64-bit word type (`head`, `tail`).
+    type W64: Word64;
+    /// The 32-bit word type (`closed` and the futex words).
+    type W32: Word32;
+    /// Token held while a borrow of data bytes is live: `()` in the shipped
+    /// build, a race detector's guard in the models.
+    type Access;
+
+    /// Released position, written by the consumer.
+    fn head(&self) -> &Self::W64;
+    /// Committed position, written by the producer.
+    fn tail(&self) -> &Self::W64;
+    /// End-of-stream flag, written by the producer.
+    fn closed(&self) -> &Self::W32;
+    /// Futex word the producer parks on while the ring is full.
+    fn producer_wait(&self) -> &Self::W32;
+    /// Futex word the consumer parks on while the ring is empty.
+    fn consumer_wait(&self) -> &Self::W32;
+    /// Size of the data region in bytes.
+    fn capacity(&self) -> u64;
+
+    /// Begins a borrow of data bytes `offset..offset + len`, for writing when
+    /// `write`; returns the access token and a pointer to the first byte.
+    ///
+    /// # Safety
+    ///
+    /// `offset + len <= self.capacity()`, and the protocol owns these bytes
+    /// for the side that calls (see the ownership rules in [`crate::spsc`])
+    /// until the token is dropped.
+    unsafe fn data(&self, offset: usize, len: usize, write: bool) -> (Self::Access, *mut u8);
+
+    /// A sequentially consistent fence (the Dekker handshake around parking).
+    fn fence_seq_cst(&self);
+
+    /// Blocks while `word` holds `expected`, at most `timeout` (`None`: until
+    /// woken). May return early for any reason; callers re-check.
+    fn park(&self, word: &Self::W32, expected: u32, timeout: Option<Duration>);
+
+    /// Wakes every thread or process parked on `word`.
+    fn wake(&self, word: &Self::W32);
+
+    /// One iteration of a spin loop.
+    #[inline]
+    fn spin(&self) {
+        core::hint::spin_loop();
+    }
+
+    /// Called at each [`CrashPoint`]; does nothing unless an experiment
+    /// overrides it.
+    #[inline(always)]
+    fn crash_point(&self, _point: CrashPoint) {}
+}
+
+impl Word64 for AtomicU64 {
+    #[inline(always)]
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+    #[inline(always)]
+    fn store(&self, value: u64, order: Ordering) {
+        AtomicU64::store(self, value, order);
+    }
+}
+
+impl Word32 for AtomicU32 {
+    #[inline(always)]
+    fn load(&self, order: Ordering) -> u32 {
+        AtomicU32::load(self, order)
+    }
+    #[inline(always)]
+    fn store(&self, value: u32, order: Ordering) {
+        AtomicU32::store(self, value, order);
+    }
+}
+
+/// The shipped [`Shared`]: a checked segment in memory (a shared mapping or a
+/// heap buffer), accessed with `core` atomics, parked on futexes.
+///
+/// `O` is whatever keeps the memory alive (an `Arc` of a mapping or of a heap
+/// buffer); it is never touched on the hot path.
+#[derive(Debug)]
+pub struct MemShared<O = ()> {
+    base: *mut u8,
+    capacity: u64,
+    owner: O,
+}
+
+// SAFETY: MemShared is a (pointer, length) into memory every thread may
+// access plus an owner that is itself Send; all concurrent access to the
+// shared words goes through atomics and access to data bytes follows the
+// protocol's ownership rules.
+unsafe impl<O: Send> Send for MemShared<O> {}
+
+impl<O> MemShared<O> {
+    /// Wraps a segment that [`crate::validate::attach`] has checked; `owner`
+    /// keeps its memory alive.
+    ///
+    /// # Safety
+    ///
+    /// The memory behind `checked` stays mapped while `owner` lives, and is
+    /// accessed only through atomics or under the protocol.
+    pub unsafe fn new(checked: Checked, owner: O) -> Self {
+        MemShared {
+            base: checked.base(),
+            capacity: checked.capacity(),
+            owner,
+        }
+    }
+
+    /// What keeps the memory alive.
+    pub fn owner(&self) -> &O {
+        &self.owner
+    }
+
+    /// The generation word of the producer (`true`) or consumer role.
+    pub fn generation(&self, producer: bool) -> &AtomicU32 {
+        let offset = if producer {
+            PRODUCER_GEN_OFFSET
+        } else {
+            CONSUMER_GEN_OFFSET
+        };
+        // SAFETY: both are aligned 32-bit words of the header.
+        unsafe { self.word32(offset) }
+    }
+
+    /// # Safety
+    ///
+    /// `offset` is one of the word offsets of [`crate::layout`], 8-aligned for
+    /// a 64-bit word, inside the header that `new` was given.
+    #[inline(always)]
+    unsafe fn word64(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: the caller passes a layout offset inside the header; `base`
+        // is 8-aligned (checked by `attach`), so the word is aligned, and
+        // every access to it is atomic.
+        unsafe { AtomicU64::from_ptr(self.base.add(offset).cast()) }
+    }
+
+    /// # Safety
+    ///
+    /// As [`MemShared::word64`], 4-aligned.
+    #[inline(always)]
+    unsafe fn word32(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: as in `word64`.
+        unsafe { AtomicU32::from_ptr(self.base.add(offset).cast()) }
+    }
+}
+
+// SAFETY: `capacity` comes from a checked header and never changes; `data`
+// stays inside the `HEADER_SIZE + capacity` bytes `attach` checked; the words
+// are distinct layout offsets.
+unsafe impl<O> Shared for MemShared<O> {
+    type W64 = AtomicU64;
+    type W32 = AtomicU32;
+    type Access = ();
+
+    #[inline(always)]
+    fn head(&self) -> &AtomicU64 {
+        // SAFETY: HEAD_OFFSET is an aligned 64-bit word of the header.
+        unsafe { self.word64(HEAD_OFFSET) }
+    }
+    #[inline(always)]
+    fn tail(&self) -> &AtomicU64 {
+        // SAFETY: TAIL_OFFSET is an aligned 64-bit word of the header.
+        unsafe { self.word64(TAIL_OFFSET) }
+    }
+    #[inline(always)]
+    fn closed(&self) -> &AtomicU32 {
+        // SAFETY: CLOSED_OFFSET is an aligned 32-bit word of the header.
+        unsafe { self.word32(CLOSED_OFFSET) }
+    }
+    #[inline(always)]
+    fn producer_wait(&self) -> &AtomicU32 {
+        // SAFETY: PRODUCER_WAIT_OFFSET is an aligned 32-bit word of the header.
+        unsafe { self.word32(PRODUCER_WAIT_OFFSET) }
+    }
+    #[inline(always)]
+    fn consumer_wait(&self) -> &AtomicU32 {
+        // SAFETY: CONSUMER_WAIT_OFFSET is an aligned 32-bit word of the header.
+        unsafe { self.word32(CONSUMER_WAIT_OFFSET) }
+    }
+    #[inline(always)]
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    #[inline(always)]
+    unsafe fn data(&self, offset: usize, len: usize, _write: bool) -> ((), *mut u8) {
+        debug_assert!(offset as u64 + len as u64 <= self.capacity);
+        // SAFETY: the caller keeps `offset + len <= capacity`, and the data
+        // region is the `capacity` bytes after the header.
+        ((), unsafe { self.base.add(HEADER_SIZE + offset) })
+    }
+
+    #[inline(always)]
+    fn fence_seq_cst(&self) {
+        core::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    #[inline]
+    fn park(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        crate::wait::futex_wait(word, expected, timeout);
+    }
+
+    #[inline]
+    fn wake(&self, word: &AtomicU32) {
+        crate::wait::futex_wake(word);
+    }
+}

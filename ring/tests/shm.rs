@@ -1,0 +1,161 @@
+//! Shared-memory segments: create/open, role leases, inspection, cleanup.
+
+use std::time::Duration;
+
+use ringproof::Error;
+use ringproof::shm::{self, OpenMode, Role, Segment, ShmConsumer, ShmError, ShmProducer};
+
+/// A unique segment name, unlinked on drop (also when the test fails).
+struct Name(String);
+
+impl Name {
+    fn new(tag: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Name(format!("/ringproof-test-{tag}-{}-{n}", std::process::id()))
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = shm::unlink(&self.0);
+    }
+}
+
+fn exists(name: &Name) -> bool {
+    std::path::Path::new(&format!("/dev/shm{}", name.0)).exists()
+}
+
+#[test]
+fn producer_and_consumer_meet_through_a_name() {
+    let name = Name::new("meet");
+    let mut p = ShmProducer::new(&name.0, 4096, OpenMode::Create).unwrap();
+    let mut c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
+    p.push(b"across").unwrap();
+    assert_eq!(c.pop().unwrap(), b"across");
+    let meta = std::fs::metadata(format!("/dev/shm{}", name.0)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn second_producer_gets_role_taken_and_dead_role_is_free() {
+    let name = Name::new("role");
+    let p = ShmProducer::new(&name.0, 4096, OpenMode::Create).unwrap();
+    let err = ShmProducer::new(&name.0, 4096, OpenMode::Open).unwrap_err();
+    assert!(matches!(err, ShmError::RoleTaken(Role::Producer)), "{err}");
+    let c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
+    drop(p);
+    let p2 = ShmProducer::new(&name.0, 4096, OpenMode::Open).unwrap();
+    let info = Segment::inspect(&name.0).unwrap();
+    assert_eq!(info.producer_gen, 2);
+    assert_eq!(info.consumer_gen, 1);
+    assert!(info.producer_held && info.consumer_held);
+    drop((p2, c));
+}
+
+#[test]
+fn create_is_exclusive_and_open_needs_a_segment() {
+    let name = Name::new("excl");
+    let _p = ShmProducer::new(&name.0, 4096, OpenMode::Create).unwrap();
+    let err = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap_err();
+    assert!(matches!(err, ShmError::AlreadyExists(_)), "{err}");
+    let missing = Name::new("missing");
+    let err = ShmConsumer::new(&missing.0, 0, OpenMode::Open).unwrap_err();
+    assert!(matches!(err, ShmError::NotFound(_)), "{err}");
+}
+
+#[test]
+fn names_are_validated() {
+    assert_eq!(shm::validate_name("abc").unwrap(), "/abc");
+    assert_eq!(shm::validate_name("/abc").unwrap(), "/abc");
+    for bad in ["", "/", "a/b", "//a", "a\0b", "..", &"x".repeat(256)] {
+        assert!(matches!(shm::validate_name(bad), Err(ShmError::InvalidName(_))), "{bad:?}");
+    }
+    assert!(shm::validate_name(&"x".repeat(255)).is_ok());
+}
+
+#[test]
+fn bad_capacity_is_refused() {
+    let name = Name::new("cap");
+    let err = ShmProducer::new(&name.0, 1000, OpenMode::Create).unwrap_err();
+    assert!(matches!(err, ShmError::InvalidCapacity(1000)), "{err}");
+    assert!(!exists(&name));
+}
+
+#[test]
+fn closed_and_drained_segment_is_removed_by_the_last_to_leave() {
+    let name = Name::new("unlink");
+    let mut p = ShmProducer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
+    p.push(b"x").unwrap();
+    p.close().unwrap();
+    drop(p);
+    assert!(exists(&name), "unread messages keep the segment");
+    let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
+    assert_eq!(c.pop().unwrap(), b"x");
+    assert_eq!(c.pop().unwrap_err(), Error::Closed);
+    drop(c);
+    assert!(!exists(&name));
+}
+
+#[test]
+fn consumer_sees_producer_death_after_draining() {
+    let name = Name::new("death");
+    let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap();
+    let mut p = ShmProducer::new(&name.0, 4096, OpenMode::Open).unwrap();
+    p.push(b"committed").unwrap();
+    drop(p); // leaves without closing, like a crash
+    let read = c.read_blocking(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(&*read, b"committed");
+    read.release();
+    let err = c.read_blocking(Some(Duration::from_secs(5))).unwrap_err();
+    assert!(matches!(err, ShmError::PeerDied(Role::Producer)), "{err}");
+}
+
+#[test]
+fn blocking_read_times_out_without_a_producer() {
+    let name = Name::new("timeout");
+    let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap();
+    let err = c.read_blocking(Some(Duration::from_millis(100))).unwrap_err();
+    assert!(matches!(err, ShmError::Ring(Error::TimedOut)), "{err}");
+}
+
+#[test]
+fn inspect_reports_header_and_roles() {
+    let name = Name::new("inspect");
+    let mut p = ShmProducer::new(&name.0, 8192, OpenMode::Create).unwrap();
+    p.push(&[0; 10]).unwrap();
+    let info = Segment::inspect(&name.0).unwrap();
+    assert_eq!(info.capacity, 8192);
+    assert_eq!(info.used, 24);
+    assert!(info.producer_held && !info.consumer_held && !info.stale());
+    assert!(info.error.is_none());
+    assert!(shm::list().unwrap().contains(&name.0));
+}
+
+#[test]
+fn blocking_push_and_read_cross_threads() {
+    let name = Name::new("block");
+    let mut p = ShmProducer::new(&name.0, 256, OpenMode::Create).unwrap();
+    let mut c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
+    let t = std::thread::spawn(move || {
+        for i in 0..10_000u32 {
+            p.push_blocking(&i.to_le_bytes(), Some(Duration::from_secs(10))).unwrap();
+        }
+        p.close().unwrap();
+    });
+    let mut next = 0u32;
+    loop {
+        match c.read_blocking(Some(Duration::from_secs(10))) {
+            Ok(read) => {
+                assert_eq!(u32::from_le_bytes(read[..].try_into().unwrap()), next);
+                read.release();
+                next += 1;
+            }
+            Err(ShmError::Ring(Error::Closed)) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(next, 10_000);
+    t.join().unwrap();
+}

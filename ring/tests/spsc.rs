@@ -1,0 +1,261 @@
+//! Black-box tests of the protocol over an in-process segment.
+
+use std::sync::Arc;
+
+use ringproof::heap::{self, AlignedBuf};
+use ringproof::layout::{HEADER_SIZE, HEAD_OFFSET, RECORD_PADDING, TAIL_OFFSET, max_message};
+use ringproof::{Corruption, Error};
+
+#[test]
+fn push_then_pop_returns_the_message() {
+    let (mut p, mut c) = heap::channel(256).unwrap();
+    assert_eq!(c.pop().unwrap_err(), Error::Empty);
+    p.push(b"hello").unwrap();
+    p.push(b"").unwrap();
+    assert_eq!(c.pop().unwrap(), b"hello");
+    assert_eq!(c.pop().unwrap(), b"");
+    assert_eq!(c.pop().unwrap_err(), Error::Empty);
+}
+
+#[test]
+fn full_ring_refuses_until_released() {
+    let (mut p, mut c) = heap::channel(64).unwrap();
+    // 24-byte payload -> 32-byte records: two fill 64 bytes.
+    p.push(&[1; 24]).unwrap();
+    p.push(&[2; 24]).unwrap();
+    assert_eq!(p.push(&[3; 1]).unwrap_err(), Error::Full);
+    assert_eq!(c.pop().unwrap(), vec![1; 24]);
+    p.push(&[3; 24]).unwrap();
+    assert_eq!(c.pop().unwrap(), vec![2; 24]);
+    assert_eq!(c.pop().unwrap(), vec![3; 24]);
+}
+
+#[test]
+fn too_large_is_refused_with_the_limit() {
+    let (mut p, _c) = heap::channel(64).unwrap();
+    let max = max_message(64) as usize;
+    assert_eq!(
+        p.push(&vec![0; max + 1]).unwrap_err(),
+        Error::TooLarge { len: max + 1, max }
+    );
+    p.push(&vec![0; max]).unwrap();
+}
+
+#[test]
+fn wrap_inserts_padding_record() {
+    let buf = Arc::new(AlignedBuf::segment(64).unwrap());
+    let mut p = heap::producer(&buf).unwrap();
+    let mut c = heap::consumer(&buf).unwrap();
+    p.push(&[1; 16]).unwrap(); // 24 bytes: 0..24
+    p.push(&[2; 16]).unwrap(); // 24..48
+    assert_eq!(c.pop().unwrap(), vec![1; 16]);
+    assert_eq!(c.pop().unwrap(), vec![2; 16]);
+    // 24-byte record does not fit in 48..64: padding 16, record at 0.
+    p.push(&[3; 16]).unwrap();
+    let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().add(HEADER_SIZE), 64) };
+    assert_eq!(u32::from_ne_bytes(data[52..56].try_into().unwrap()), RECORD_PADDING);
+    assert_eq!(u32::from_ne_bytes(data[48..52].try_into().unwrap()), 8);
+    assert_eq!(p.position(), 64 + 24);
+    assert_eq!(c.pop().unwrap(), vec![3; 16]);
+}
+
+#[test]
+fn dropped_grant_sends_nothing() {
+    let (mut p, mut c) = heap::channel(256).unwrap();
+    {
+        let mut grant = p.reserve(10).unwrap();
+        grant.copy_from_slice(b"abandoned!");
+    }
+    assert_eq!(c.pop().unwrap_err(), Error::Empty);
+    let mut grant = p.reserve(3).unwrap();
+    grant.copy_from_slice(b"yes");
+    grant.commit();
+    assert_eq!(c.pop().unwrap(), b"yes");
+}
+
+#[test]
+fn batch_commits_with_one_store_and_drop_aborts() {
+    let (mut p, mut c) = heap::channel(1024).unwrap();
+    let mut batch = p.batch();
+    batch.push(b"a").unwrap();
+    batch.reserve(2).unwrap().copy_from_slice(b"bc");
+    assert_eq!(batch.len(), 2);
+    drop(batch);
+    assert_eq!(c.pop().unwrap_err(), Error::Empty);
+    let mut batch = p.batch();
+    for i in 0..10u8 {
+        batch.push(&[i; 5]).unwrap();
+    }
+    batch.commit();
+    let mut reads = c.read_batch();
+    for i in 0..10u8 {
+        assert_eq!(reads.read().unwrap(), &[i; 5]);
+    }
+    assert_eq!(reads.read().unwrap_err(), Error::Empty);
+    reads.release();
+    assert_eq!(c.used_bytes().unwrap(), 0);
+}
+
+#[test]
+fn unreleased_read_is_read_again() {
+    let (mut p, mut c) = heap::channel(256).unwrap();
+    p.push(b"one").unwrap();
+    p.push(b"two").unwrap();
+    assert_eq!(&*c.read().unwrap(), b"one");
+    let mut batch = c.read_batch();
+    assert_eq!(batch.read().unwrap(), b"one");
+    assert_eq!(batch.read().unwrap(), b"two");
+    drop(batch);
+    assert_eq!(c.pop().unwrap(), b"one");
+}
+
+#[test]
+fn close_is_end_of_stream_after_draining() {
+    let (mut p, mut c) = heap::channel(256).unwrap();
+    p.push(b"last").unwrap();
+    p.close().unwrap();
+    assert_eq!(p.push(b"more").unwrap_err(), Error::Closed);
+    assert_eq!(c.pop().unwrap(), b"last");
+    assert_eq!(c.pop().unwrap_err(), Error::Closed);
+    assert!(c.wait_readable(None).unwrap());
+}
+
+#[test]
+fn typed_values_round_trip_and_wrong_size_stays() {
+    let (mut p, mut c) = heap::channel(256).unwrap();
+    p.push_value(&0x1122_3344_5566_7788u64).unwrap();
+    assert_eq!(
+        c.pop_value::<u32>().unwrap_err(),
+        Error::SizeMismatch { expected: 4, actual: 8 }
+    );
+    assert_eq!(c.pop_value::<u64>().unwrap(), 0x1122_3344_5566_7788);
+}
+
+#[test]
+fn pop_into_small_buffer_keeps_the_message() {
+    let (mut p, mut c) = heap::channel(256).unwrap();
+    p.push(b"twelve bytes").unwrap();
+    let mut small = [0u8; 4];
+    assert_eq!(c.pop_into(&mut small).unwrap_err(), Error::BufferTooSmall { needed: 12 });
+    let mut big = [0u8; 64];
+    assert_eq!(c.pop_into(&mut big).unwrap(), 12);
+    assert_eq!(&big[..12], b"twelve bytes");
+}
+
+#[test]
+fn state_survives_detach_and_reattach() {
+    let buf = Arc::new(AlignedBuf::segment(64).unwrap());
+    {
+        let mut p = heap::producer(&buf).unwrap();
+        for i in 0..4u8 {
+            p.push(&[i; 7]).unwrap(); // 16-byte records: 4 fill the ring
+        }
+        assert_eq!(p.push(&[9; 7]).unwrap_err(), Error::Full);
+    }
+    {
+        let mut c = heap::consumer(&buf).unwrap();
+        assert_eq!(c.pop().unwrap(), vec![0; 7]);
+    }
+    let mut p = heap::producer(&buf).unwrap();
+    let mut c = heap::consumer(&buf).unwrap();
+    p.push(&[9; 7]).unwrap();
+    assert_eq!(p.push(&[10; 7]).unwrap_err(), Error::Full);
+    for i in 1..4u8 {
+        assert_eq!(c.pop().unwrap(), vec![i; 7]);
+    }
+    assert_eq!(c.pop().unwrap(), vec![9; 7]);
+    assert_eq!(c.pop().unwrap_err(), Error::Empty);
+}
+
+/// Writes `value` at byte `offset` of the segment, as a hostile peer would.
+fn scribble(buf: &AlignedBuf, offset: usize, value: &[u8]) {
+    unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), buf.as_ptr().add(offset), value.len()) };
+}
+
+#[test]
+fn hostile_tail_poisons_the_consumer() {
+    let buf = Arc::new(AlignedBuf::segment(256).unwrap());
+    let mut c = heap::consumer(&buf).unwrap();
+    scribble(&buf, TAIL_OFFSET, &10_000u64.to_ne_bytes());
+    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
+    // Poisoned: stays an error even after the value is fixed.
+    scribble(&buf, TAIL_OFFSET, &0u64.to_ne_bytes());
+    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
+}
+
+#[test]
+fn hostile_record_length_is_corruption_not_a_panic() {
+    let buf = Arc::new(AlignedBuf::segment(256).unwrap());
+    let mut p = heap::producer(&buf).unwrap();
+    let mut c = heap::consumer(&buf).unwrap();
+    p.push(b"abc").unwrap();
+    scribble(&buf, HEADER_SIZE, &u32::MAX.to_ne_bytes());
+    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::RecordLength));
+    let buf = Arc::new(AlignedBuf::segment(256).unwrap());
+    let mut p = heap::producer(&buf).unwrap();
+    let mut c = heap::consumer(&buf).unwrap();
+    p.push(b"abc").unwrap();
+    scribble(&buf, HEADER_SIZE + 4, &7u32.to_ne_bytes());
+    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::RecordKind));
+}
+
+#[test]
+fn hostile_head_poisons_the_producer() {
+    let buf = Arc::new(AlignedBuf::segment(64).unwrap());
+    let mut p = heap::producer(&buf).unwrap();
+    p.push(&[0; 24]).unwrap();
+    p.push(&[0; 24]).unwrap();
+    scribble(&buf, HEAD_OFFSET, &1000u64.to_ne_bytes());
+    assert_eq!(p.push(b"x").unwrap_err(), Error::Corrupted(Corruption::Head));
+}
+
+#[test]
+fn overwritten_own_index_is_detected() {
+    let buf = Arc::new(AlignedBuf::segment(256).unwrap());
+    let mut p = heap::producer(&buf).unwrap();
+    p.push(b"abc").unwrap();
+    scribble(&buf, TAIL_OFFSET, &0u64.to_ne_bytes());
+    assert_eq!(p.push(b"x").unwrap_err(), Error::Corrupted(Corruption::OwnIndex));
+}
+
+#[test]
+fn threads_stream_many_messages_in_order() {
+    let (mut p, mut c) = heap::channel(1024).unwrap();
+    const N: u32 = 200_000;
+    let producer = std::thread::spawn(move || {
+        for i in 0..N {
+            let len = (i % 37) as usize;
+            let mut msg = i.to_le_bytes().to_vec();
+            msg.resize(4 + len, i as u8);
+            loop {
+                match p.push(&msg) {
+                    Ok(()) => break,
+                    Err(Error::Full) => {
+                        p.wait_writable(msg.len(), Some(std::time::Duration::from_millis(10)))
+                            .unwrap();
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        p.close().unwrap();
+    });
+    let mut next = 0u32;
+    loop {
+        match c.pop() {
+            Ok(msg) => {
+                assert_eq!(u32::from_le_bytes(msg[..4].try_into().unwrap()), next);
+                assert_eq!(msg.len(), 4 + (next % 37) as usize);
+                assert!(msg[4..].iter().all(|&b| b == next as u8));
+                next += 1;
+            }
+            Err(Error::Empty) => {
+                c.wait_readable(Some(std::time::Duration::from_millis(10))).unwrap();
+            }
+            Err(Error::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(next, N);
+    producer.join().unwrap();
+}
