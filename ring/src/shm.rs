@@ -613,9 +613,21 @@ fn finished<O>(shared: &MemShared<O>) -> bool {
     closed && shared.head().load(Ordering::Acquire) == tail
 }
 
-/// Removes the name when we leave last and nothing is left to read.
-fn leave(segment: &Segment, role: Role, closed_and_drained: bool) {
-    if closed_and_drained && !segment.role_held(role.other()).unwrap_or(true) {
+/// Removes the name when we leave last and nothing is left to read. A
+/// segment the other side never attached to stays, so that a consumer that
+/// comes late still finds the end of the stream.
+fn leave(segment: &Arc<Segment>, role: Role, closed_and_drained: bool) {
+    let other_came = segment
+        .shared()
+        // Acquire: pairs with the bump in `bump_generation`.
+        .map(|shared| {
+            shared
+                .generation(role.other() == Role::Producer)
+                .load(Ordering::Acquire)
+                != 0
+        })
+        .unwrap_or(false);
+    if closed_and_drained && other_came && !segment.role_held(role.other()).unwrap_or(true) {
         let _ = shm_unlink(segment.name.as_str());
     }
 }
@@ -650,8 +662,8 @@ impl ShmProducer {
     }
 
     /// Copies `message` into the ring, waiting for room up to `timeout`
-    /// (`None`: forever). Fails with [`ShmError::PeerDied`] when the consumer
-    /// is gone while the ring stays full.
+    /// (`None`: forever). A consumer that died leaves the ring full until a
+    /// successor takes its role over, so this keeps waiting for one.
     pub fn push_blocking(
         &mut self,
         message: &[u8],

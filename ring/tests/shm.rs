@@ -70,7 +70,10 @@ fn names_are_validated() {
     assert_eq!(shm::validate_name("abc").unwrap(), "/abc");
     assert_eq!(shm::validate_name("/abc").unwrap(), "/abc");
     for bad in ["", "/", "a/b", "//a", "a\0b", "..", &"x".repeat(256)] {
-        assert!(matches!(shm::validate_name(bad), Err(ShmError::InvalidName(_))), "{bad:?}");
+        assert!(
+            matches!(shm::validate_name(bad), Err(ShmError::InvalidName(_))),
+            "{bad:?}"
+        );
     }
     assert!(shm::validate_name(&"x".repeat(255)).is_ok());
 }
@@ -116,7 +119,9 @@ fn consumer_sees_producer_death_after_draining() {
 fn blocking_read_times_out_without_a_producer() {
     let name = Name::new("timeout");
     let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap();
-    let err = c.read_blocking(Some(Duration::from_millis(100))).unwrap_err();
+    let err = c
+        .read_blocking(Some(Duration::from_millis(100)))
+        .unwrap_err();
     assert!(matches!(err, ShmError::Ring(Error::TimedOut)), "{err}");
 }
 
@@ -140,7 +145,8 @@ fn blocking_push_and_read_cross_threads() {
     let mut c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
     let t = std::thread::spawn(move || {
         for i in 0..10_000u32 {
-            p.push_blocking(&i.to_le_bytes(), Some(Duration::from_secs(10))).unwrap();
+            p.push_blocking(&i.to_le_bytes(), Some(Duration::from_secs(10)))
+                .unwrap();
         }
         p.close().unwrap();
     });
@@ -158,4 +164,17 @@ fn blocking_push_and_read_cross_threads() {
     }
     assert_eq!(next, 10_000);
     t.join().unwrap();
+}
+
+#[test]
+fn late_consumer_finds_the_end_of_an_empty_closed_stream() {
+    let name = Name::new("late");
+    let mut p = ShmProducer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
+    p.close().unwrap();
+    drop(p);
+    assert!(exists(&name), "no consumer came yet: the segment stays");
+    let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
+    assert_eq!(c.pop().unwrap_err(), Error::Closed);
+    drop(c);
+    assert!(!exists(&name));
 }

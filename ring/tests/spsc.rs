@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ringproof::heap::{self, AlignedBuf};
-use ringproof::layout::{HEADER_SIZE, HEAD_OFFSET, RECORD_PADDING, TAIL_OFFSET, max_message};
+use ringproof::layout::{HEAD_OFFSET, HEADER_SIZE, RECORD_PADDING, TAIL_OFFSET, max_message};
 use ringproof::{Corruption, Error};
 
 #[test]
@@ -53,7 +53,10 @@ fn wrap_inserts_padding_record() {
     // 24-byte record does not fit in 48..64: padding 16, record at 0.
     p.push(&[3; 16]).unwrap();
     let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().add(HEADER_SIZE), 64) };
-    assert_eq!(u32::from_ne_bytes(data[52..56].try_into().unwrap()), RECORD_PADDING);
+    assert_eq!(
+        u32::from_ne_bytes(data[52..56].try_into().unwrap()),
+        RECORD_PADDING
+    );
     assert_eq!(u32::from_ne_bytes(data[48..52].try_into().unwrap()), 8);
     assert_eq!(p.position(), 64 + 24);
     assert_eq!(c.pop().unwrap(), vec![3; 16]);
@@ -126,7 +129,10 @@ fn typed_values_round_trip_and_wrong_size_stays() {
     p.push_value(&0x1122_3344_5566_7788u64).unwrap();
     assert_eq!(
         c.pop_value::<u32>().unwrap_err(),
-        Error::SizeMismatch { expected: 4, actual: 8 }
+        Error::SizeMismatch {
+            expected: 4,
+            actual: 8
+        }
     );
     assert_eq!(c.pop_value::<u64>().unwrap(), 0x1122_3344_5566_7788);
 }
@@ -136,7 +142,10 @@ fn pop_into_small_buffer_keeps_the_message() {
     let (mut p, mut c) = heap::channel(256).unwrap();
     p.push(b"twelve bytes").unwrap();
     let mut small = [0u8; 4];
-    assert_eq!(c.pop_into(&mut small).unwrap_err(), Error::BufferTooSmall { needed: 12 });
+    assert_eq!(
+        c.pop_into(&mut small).unwrap_err(),
+        Error::BufferTooSmall { needed: 12 }
+    );
     let mut big = [0u8; 64];
     assert_eq!(c.pop_into(&mut big).unwrap(), 12);
     assert_eq!(&big[..12], b"twelve bytes");
@@ -190,13 +199,19 @@ fn hostile_record_length_is_corruption_not_a_panic() {
     let mut c = heap::consumer(&buf).unwrap();
     p.push(b"abc").unwrap();
     scribble(&buf, HEADER_SIZE, &u32::MAX.to_ne_bytes());
-    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::RecordLength));
+    assert_eq!(
+        c.pop().unwrap_err(),
+        Error::Corrupted(Corruption::RecordLength)
+    );
     let buf = Arc::new(AlignedBuf::segment(256).unwrap());
     let mut p = heap::producer(&buf).unwrap();
     let mut c = heap::consumer(&buf).unwrap();
     p.push(b"abc").unwrap();
     scribble(&buf, HEADER_SIZE + 4, &7u32.to_ne_bytes());
-    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::RecordKind));
+    assert_eq!(
+        c.pop().unwrap_err(),
+        Error::Corrupted(Corruption::RecordKind)
+    );
 }
 
 #[test]
@@ -206,7 +221,10 @@ fn hostile_head_poisons_the_producer() {
     p.push(&[0; 24]).unwrap();
     p.push(&[0; 24]).unwrap();
     scribble(&buf, HEAD_OFFSET, &1000u64.to_ne_bytes());
-    assert_eq!(p.push(b"x").unwrap_err(), Error::Corrupted(Corruption::Head));
+    assert_eq!(
+        p.push(b"x").unwrap_err(),
+        Error::Corrupted(Corruption::Head)
+    );
 }
 
 #[test]
@@ -215,7 +233,10 @@ fn overwritten_own_index_is_detected() {
     let mut p = heap::producer(&buf).unwrap();
     p.push(b"abc").unwrap();
     scribble(&buf, TAIL_OFFSET, &0u64.to_ne_bytes());
-    assert_eq!(p.push(b"x").unwrap_err(), Error::Corrupted(Corruption::OwnIndex));
+    assert_eq!(
+        p.push(b"x").unwrap_err(),
+        Error::Corrupted(Corruption::OwnIndex)
+    );
 }
 
 #[test]
@@ -250,7 +271,8 @@ fn threads_stream_many_messages_in_order() {
                 next += 1;
             }
             Err(Error::Empty) => {
-                c.wait_readable(Some(std::time::Duration::from_millis(10))).unwrap();
+                c.wait_readable(Some(std::time::Duration::from_millis(10)))
+                    .unwrap();
             }
             Err(Error::Closed) => break,
             Err(e) => panic!("{e}"),
