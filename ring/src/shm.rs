@@ -535,9 +535,9 @@ impl Drop for Lease {
     }
 }
 
-/// Opens `name`, creating it with `capacity` when absent. A segment that
-/// nobody holds and whose stream is closed and drained is finished: it is
-/// removed and created afresh.
+/// Opens `name`, creating it with `capacity` when absent. For a producer, a
+/// segment that nobody holds and whose stream is closed and drained is
+/// finished: it is removed and created afresh.
 fn create_or_open(
     name: &str,
     capacity: u64,
@@ -551,7 +551,12 @@ fn create_or_open(
         }
         match open_role(name, role) {
             Ok((segment, lease)) => {
-                if finished(&segment.shared()?) && !segment.role_held(role.other())? {
+                // A producer starts a new stream over a finished one; a
+                // consumer must see that stream's end instead.
+                if role == Role::Producer
+                    && finished(&segment.shared()?)
+                    && !segment.role_held(role.other())?
+                {
                     drop(lease);
                     let _ = unlink(name);
                     continue;
