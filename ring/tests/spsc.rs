@@ -52,6 +52,7 @@ fn wrap_inserts_padding_record() {
     assert_eq!(c.pop().unwrap(), vec![2; 16]);
     // 24-byte record does not fit in 48..64: padding 16, record at 0.
     p.push(&[3; 16]).unwrap();
+    // SAFETY: the buffer holds HEADER_SIZE + 64 bytes; no ring operation runs meanwhile.
     let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().add(HEADER_SIZE), 64) };
     assert_eq!(
         u32::from_ne_bytes(data[52..56].try_into().unwrap()),
@@ -83,7 +84,7 @@ fn batch_commits_with_one_store_and_drop_aborts() {
     batch.push(b"a").unwrap();
     batch.reserve(2).unwrap().copy_from_slice(b"bc");
     assert_eq!(batch.len(), 2);
-    drop(batch);
+    let _ = batch; // dropped uncommitted
     assert_eq!(c.pop().unwrap_err(), Error::Empty);
     let mut batch = p.batch();
     for i in 0..10u8 {
@@ -108,7 +109,7 @@ fn unreleased_read_is_read_again() {
     let mut batch = c.read_batch();
     assert_eq!(batch.read().unwrap(), b"one");
     assert_eq!(batch.read().unwrap(), b"two");
-    drop(batch);
+    let _ = batch; // dropped unreleased
     assert_eq!(c.pop().unwrap(), b"one");
 }
 
@@ -178,6 +179,8 @@ fn state_survives_detach_and_reattach() {
 
 /// Writes `value` at byte `offset` of the segment, as a hostile peer would.
 fn scribble(buf: &AlignedBuf, offset: usize, value: &[u8]) {
+    // SAFETY: callers pass offsets inside the segment; a racing write to a
+    // shared word is exactly what a hostile peer does, and no thread runs here.
     unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), buf.as_ptr().add(offset), value.len()) };
 }
 
