@@ -377,8 +377,10 @@ impl Segment {
         unsafe { std::ptr::copy_nonoverlapping(MAGIC.as_ptr(), base, 8) };
     }
 
-    /// The checked view, for the protocol.
-    fn shared(self: &Arc<Self>) -> Result<MemShared<Arc<Segment>>, ShmError> {
+    /// The checked view, for the protocol: what [`ShmProducer`] and
+    /// [`ShmConsumer`] run over, for running the protocol over a wrapper
+    /// (e.g. a crash-injection [`Shared`]) after [`claim`].
+    pub fn shared(self: &Arc<Self>) -> Result<MemShared<Arc<Segment>>, ShmError> {
         // SAFETY: the mapping is readable for `len` bytes while self lives.
         let checked =
             unsafe { attach(self.map.as_ptr().cast(), self.len) }.map_err(ShmError::Attach)?;
@@ -605,6 +607,21 @@ fn acquire(
         OpenMode::Open => open_role(name, role),
         OpenMode::CreateOrOpen => create_or_open(name, capacity, role),
     }
+}
+
+/// Takes `role` of `name` as [`ShmProducer::new`] and [`ShmConsumer::new`]
+/// do (see [`OpenMode`]; `capacity` is used only when creating), and hands out
+/// the segment and the lease instead of a ring side, so that a caller can run
+/// [`Producer`] or [`Consumer`] over its own [`Shared`] wrapping
+/// [`Segment::shared`]. The role is held while the [`Lease`] lives. Unlike the
+/// `Shm*` types, nothing here removes the name: the caller does.
+pub fn claim(
+    name: &str,
+    capacity: u64,
+    role: Role,
+    mode: OpenMode,
+) -> Result<(Arc<Segment>, Lease), ShmError> {
+    acquire(name, capacity, role, mode)
 }
 
 /// Whether the stream is closed and every message released.

@@ -129,16 +129,15 @@ impl fmt::Display for Error {
 #[cfg(feature = "std")]
 impl std::error::Error for Error {}
 
-/// Spins before parking in the blocking calls.
-const SPINS: u32 = 256;
-
 /// Positions beyond this are corrupt: 2^62 bytes is 14 years at 10 GB/s, and
 /// keeping positions below it keeps `position + capacity` from overflowing.
 pub const MAX_POSITION: u64 = 1 << 62;
 
 /// Checks the two published positions as a fresh side finds them.
 fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), Error> {
-    if head % RECORD_ALIGN != 0 {
+    // `head <= MAX_POSITION` too: with both below it, `tail - head` cannot
+    // wrap into a small value (a head near 2^64 would pass the check below).
+    if head % RECORD_ALIGN != 0 || head > MAX_POSITION {
         return Err(Error::Corrupted(Corruption::Head));
     }
     if tail % RECORD_ALIGN != 0 || tail > MAX_POSITION || tail.wrapping_sub(head) > capacity {
@@ -174,8 +173,9 @@ impl<S: Shared> Producer<S> {
         // ordered before our role claim by the lock that hands the role over.
         let tail = shared.tail().load(Ordering::Relaxed);
         check_positions(head, tail, capacity)?;
-        // Acquire: pairs with the Release store in `close`.
-        let closed = shared.closed().load(Ordering::Acquire) != 0;
+        // Relaxed: a closed ring only makes this producer refuse to push; it
+        // reads nothing the closing producer wrote (the models check it).
+        let closed = shared.closed().load(Ordering::Relaxed) != 0;
         Ok(Producer {
             shared,
             capacity,
@@ -390,6 +390,9 @@ impl<S: Shared> Producer<S> {
 
     /// Waits (spin, then park up to `park`) until a `len`-byte message fits
     /// or `park` has passed. Returns `Ok(true)` when it fits.
+    ///
+    /// With a consumer in another process, pass a bounded `park`: a consumer
+    /// that dies between its `head` store and its wake-up never wakes us.
     pub fn wait_writable(&mut self, len: usize, park: Option<Duration>) -> Result<bool, Error> {
         self.usable()?;
         let max = self.max_message();
@@ -404,7 +407,7 @@ impl<S: Shared> Producer<S> {
         } else {
             to_end + record
         };
-        for _ in 0..SPINS {
+        for _ in 0..S::SPINS {
             self.refresh_head()?;
             if self.tail + need - self.cached_head <= self.capacity {
                 return Ok(true);
@@ -414,7 +417,7 @@ impl<S: Shared> Producer<S> {
         // Relaxed: ordered by the fence below.
         self.shared.producer_wait().store(1, Ordering::Relaxed);
         // SeqCst fence: orders the store of `producer_wait` before the reload
-        // of `head`; pairs with the SeqCst fence in `Consumer::wake_producer`.
+        // of `head`; pairs with the SeqCst fence in `Consumer::release_to`.
         self.shared.fence_seq_cst();
         self.refresh_head()?;
         if self.tail + need - self.cached_head > self.capacity {
@@ -440,7 +443,16 @@ pub struct Grant<'a, S: Shared> {
 impl<S: Shared> Grant<'_, S> {
     /// Makes the message visible to the consumer (one Release store of `tail`).
     pub fn commit(self) {
-        self.producer.publish(self.end);
+        let Grant {
+            producer,
+            end,
+            _access,
+            ..
+        } = self;
+        // The borrow of the payload ends before the commit point: after it,
+        // the bytes are the consumer's.
+        drop(_access);
+        producer.publish(end);
     }
 }
 
@@ -749,9 +761,12 @@ impl<S: Shared> Consumer<S> {
 
     /// Waits (spin, then park up to `park`) until [`read`](Self::read) would
     /// not return [`Error::Empty`], or `park` has passed. `Ok(true)`: ready.
+    ///
+    /// With a producer in another process, pass a bounded `park`: a producer
+    /// that dies between its `tail` store and its wake-up never wakes us.
     pub fn wait_readable(&mut self, park: Option<Duration>) -> Result<bool, Error> {
         self.usable()?;
-        for _ in 0..SPINS {
+        for _ in 0..S::SPINS {
             if self.readable()? {
                 return Ok(true);
             }
@@ -778,8 +793,9 @@ impl<S: Shared> Consumer<S> {
             return Ok(true);
         }
         self.refresh_tail()?;
-        // Acquire: pairs with the Release store in `Producer::close`.
-        Ok(self.head != self.cached_tail || self.shared.closed().load(Ordering::Acquire) != 0)
+        // Relaxed: only decides whether to park; `find` re-loads `closed`
+        // with Acquire before it reports the end of stream (the models check it).
+        Ok(self.head != self.cached_tail || self.shared.closed().load(Ordering::Relaxed) != 0)
     }
 }
 

@@ -159,6 +159,12 @@ pub unsafe trait Shared {
     /// Wakes every thread or process parked on `word`.
     fn wake(&self, word: &Self::W32);
 
+    /// How many times the blocking calls spin before they park. The models
+    /// lower it: loom and shuttle make every spin a yield, so a long spin
+    /// phase would keep them from reaching the park path while the other
+    /// side is mid-operation.
+    const SPINS: u32 = 256;
+
     /// One iteration of a spin loop.
     #[inline]
     fn spin(&self) {

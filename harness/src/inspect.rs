@@ -1,0 +1,142 @@
+//! `inspect`: a segment's header, validation result, positions and roles.
+
+use std::fmt::Write as _;
+
+use ringproof::shm::{Inspection, Segment};
+use serde::Serialize;
+
+use crate::cli::InspectArgs;
+use crate::exit::CliError;
+use crate::size::human;
+
+/// One role, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct RoleReport {
+    /// A live process holds the role's lease.
+    pub held: bool,
+    /// How many times the role was claimed.
+    pub generation: u32,
+}
+
+/// What `inspect --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Normalised name.
+    pub name: String,
+    /// Size of the segment file.
+    pub file_size: u64,
+    /// Whether the header passed validation.
+    pub valid: bool,
+    /// Why it did not.
+    pub error: Option<String>,
+    /// Data region bytes (valid segments only).
+    pub capacity: Option<u64>,
+    /// Largest message.
+    pub max_message: Option<u64>,
+    /// Released position.
+    pub head: Option<u64>,
+    /// Committed position.
+    pub tail: Option<u64>,
+    /// Committed bytes not yet released.
+    pub used: Option<u64>,
+    /// The producer closed the stream.
+    pub closed: Option<bool>,
+    /// The producer role.
+    pub producer: RoleReport,
+    /// The consumer role.
+    pub consumer: RoleReport,
+    /// No role is held: nobody uses this segment now.
+    pub stale: bool,
+}
+
+impl From<&Inspection> for Report {
+    fn from(i: &Inspection) -> Self {
+        let valid = i.error.is_none();
+        let when_valid = |v: u64| valid.then_some(v);
+        Report {
+            name: i.name.clone(),
+            file_size: i.file_size,
+            valid,
+            error: i.error.map(|e| e.to_string()),
+            capacity: when_valid(i.capacity),
+            max_message: when_valid(i.max_message),
+            head: when_valid(i.head),
+            tail: when_valid(i.tail),
+            used: when_valid(i.used),
+            closed: valid.then_some(i.closed),
+            producer: RoleReport {
+                held: i.producer_held,
+                generation: i.producer_gen,
+            },
+            consumer: RoleReport {
+                held: i.consumer_held,
+                generation: i.consumer_gen,
+            },
+            stale: i.stale(),
+        }
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn role_line(r: &RoleReport) -> String {
+    let holder = if r.held {
+        "held by a live process"
+    } else {
+        "free"
+    };
+    format!("{holder} (generation {})", r.generation)
+}
+
+/// The text form.
+pub fn text(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "segment      {}", r.name);
+    let _ = writeln!(s, "file size    {} bytes", r.file_size);
+    match &r.error {
+        None => {
+            let _ = writeln!(s, "valid        yes");
+        }
+        Some(e) => {
+            let _ = writeln!(s, "valid        no: {e}");
+        }
+    }
+    if let (Some(capacity), Some(max), Some(head), Some(tail), Some(used), Some(closed)) =
+        (r.capacity, r.max_message, r.head, r.tail, r.used, r.closed)
+    {
+        let _ = writeln!(s, "capacity     {} ({capacity} bytes)", human(capacity));
+        let _ = writeln!(s, "max message  {max} bytes");
+        let _ = writeln!(s, "head         {head}");
+        let _ = writeln!(s, "tail         {tail}");
+        let _ = writeln!(s, "used         {used} bytes");
+        let _ = writeln!(s, "closed       {}", yes_no(closed));
+    }
+    let _ = writeln!(s, "producer     {}", role_line(&r.producer));
+    let _ = writeln!(s, "consumer     {}", role_line(&r.consumer));
+    let _ = writeln!(s, "stale        {}", yes_no(r.stale));
+    s
+}
+
+/// `ringproof inspect`. A segment that fails validation is described, then
+/// reported as an error (exit 2).
+pub fn run(args: &InspectArgs) -> Result<(), CliError> {
+    let inspection = Segment::inspect(&args.name)
+        .map_err(|e| CliError::from(e).context(format!("cannot inspect {}", args.name)))?;
+    let report = Report::from(&inspection);
+    if args.json {
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::unexpected(format!("formatting JSON: {e}")))?;
+        println!("{json}");
+    } else {
+        print!("{}", text(&report));
+    }
+    match inspection.error {
+        None => Ok(()),
+        Some(e) => Err(CliError::invalid(format!(
+            "segment {} is invalid: {e}",
+            inspection.name
+        ))),
+    }
+}

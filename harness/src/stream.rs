@@ -1,0 +1,133 @@
+//! `send` and `recv`: a byte stream through a ring, one message per chunk.
+//!
+//! Both sides open the ring with [`OpenMode::CreateOrOpen`], so either may
+//! start first. `send` ends the stream with `close`; `recv` writes each
+//! payload to stdout before releasing it, and flushes before every wait, so
+//! whatever it has consumed has been handed to stdout when it waits or exits.
+
+use std::io::{BufWriter, Read, Write};
+
+use ringproof::Error as RingError;
+use ringproof::shm::{OpenMode, ShmConsumer, ShmError, ShmProducer};
+
+use crate::cli::{RecvArgs, SendArgs};
+use crate::exit::CliError;
+use crate::peer::{self, OnConsumerDeath, Pacer, Waited};
+use crate::stdio::{is_broken_pipe, stdin_file, stdout_file};
+
+/// Opens the producer side, explaining a name that holds an unread finished stream.
+fn open_producer(name: &str, size: u64) -> Result<ShmProducer, CliError> {
+    match ShmProducer::new(name, size, OpenMode::CreateOrOpen) {
+        Ok(producer) => Ok(producer),
+        Err(ShmError::Ring(RingError::Closed)) => Err(CliError::invalid(format!(
+            "segment {name} holds a closed stream not read to its end yet: receive it with `ringproof recv --name {name}` or remove it with `ringproof clean --name {name}`"
+        ))),
+        Err(e) => Err(CliError::from(e).context(format!("cannot open {name} as producer"))),
+    }
+}
+
+/// `ringproof send`: stdin to the ring; closes the ring at end of input.
+pub fn send(args: &SendArgs) -> Result<(), CliError> {
+    let mut input = stdin_file()?;
+    let mut producer = open_producer(&args.name, args.size)?;
+    let chunk = usize::try_from(args.message_size)
+        .unwrap_or(usize::MAX)
+        .min(producer.max_message())
+        .max(1);
+    let mut buf = vec![0u8; chunk];
+    let mut pacer = Pacer::new(args.rate_limit);
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CliError::unexpected(format!("reading standard input: {e}"))),
+        };
+        loop {
+            match producer.push(&buf[..n]) {
+                Ok(()) => break,
+                Err(RingError::Full) => {
+                    peer::wait_room(&mut producer, n, OnConsumerDeath::WaitForSuccessor, None)?;
+                }
+                Err(e) => return Err(CliError::from(e).context("sending")),
+            }
+        }
+        pacer.account(n);
+    }
+    producer
+        .close()
+        .map_err(|e| CliError::from(e).context("closing the ring"))?;
+    Ok(())
+}
+
+/// What ended a receive loop without an error.
+enum End {
+    /// The producer closed the stream and every message was written.
+    Stream,
+    /// Standard output was closed by its reader.
+    BrokenPipe,
+}
+
+/// `ringproof recv`: the ring to stdout, until end of stream.
+pub fn recv(args: &RecvArgs) -> Result<(), CliError> {
+    let mut out = BufWriter::with_capacity(256 * 1024, stdout_file()?);
+    let mut consumer = ShmConsumer::new(&args.name, args.size, OpenMode::CreateOrOpen)
+        .map_err(|e| CliError::from(e).context(format!("cannot open {} as consumer", args.name)))?;
+    let result = receive(&mut consumer, &mut out, args);
+    let flushed = out.flush();
+    match result {
+        Ok(End::BrokenPipe) => Ok(()),
+        Ok(End::Stream) => match flushed {
+            Err(e) if is_broken_pipe(&e) => Ok(()),
+            Err(e) => Err(CliError::unexpected(format!(
+                "writing standard output: {e}"
+            ))),
+            Ok(()) => Ok(()),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+fn receive(
+    consumer: &mut ShmConsumer,
+    out: &mut BufWriter<std::fs::File>,
+    args: &RecvArgs,
+) -> Result<End, CliError> {
+    let mut pacer = Pacer::new(args.rate_limit);
+    let write_error = |e: std::io::Error| -> Result<End, CliError> {
+        if is_broken_pipe(&e) {
+            Ok(End::BrokenPipe)
+        } else {
+            Err(CliError::unexpected(format!(
+                "writing standard output: {e}"
+            )))
+        }
+    };
+    loop {
+        match consumer.read() {
+            Ok(message) => {
+                let len = message.len();
+                if let Err(e) = out.write_all(&message) {
+                    // The message stays in the ring: it was not delivered.
+                    return write_error(e);
+                }
+                message.release();
+                pacer.account(len);
+            }
+            Err(RingError::Empty) => {
+                // Hand everything consumed so far to stdout before blocking.
+                if let Err(e) = out.flush() {
+                    return write_error(e);
+                }
+                match peer::wait_message(consumer, args.timeout)? {
+                    Waited::Ready => {}
+                    Waited::TimedOut => {
+                        return Err(peer::no_message_within(args.timeout.unwrap_or_default()));
+                    }
+                }
+            }
+            Err(RingError::Closed) => return Ok(End::Stream),
+            Err(e) => return Err(CliError::from(e).context("receiving")),
+        }
+    }
+}

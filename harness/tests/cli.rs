@@ -1,0 +1,592 @@
+//! The `ringproof` binary, driven as a user would: real processes, real
+//! segments in `/dev/shm`, exit codes and stderr lines checked.
+//!
+//! Every segment name comes from a `TestName` (pid + counter) that removes it
+//! on drop, and every spawned process is killed on drop, also when a test fails.
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringproof::shm::Segment;
+use ringproof_harness::testing::TestName;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringproof");
+
+fn env_count(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn ringproof(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    command
+}
+
+/// Runs to completion with `input` on stdin.
+fn run(args: &[&str], input: &[u8]) -> Output {
+    let mut child = ringproof(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+/// A spawned process, killed and reaped on drop.
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(command: &mut Command) -> Proc {
+        Proc(command.spawn().unwrap())
+    }
+    fn stdin(&mut self) -> ChildStdin {
+        self.0.stdin.take().unwrap()
+    }
+    /// Waits for the exit, collecting stdout and stderr if they were piped.
+    fn finish(mut self) -> Output {
+        let stdout = self.0.stdout.take();
+        let stderr = self.0.stderr.take();
+        let out = thread::spawn(move || read_all(stdout));
+        let err = thread::spawn(move || read_all(stderr));
+        let status = self.0.wait().unwrap();
+        Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn read_all(pipe: Option<impl Read>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.read_to_end(&mut buf);
+    }
+    buf
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn producer_held(name: &TestName) -> bool {
+    Segment::inspect(name.name()).is_ok_and(|i| i.producer_held)
+}
+
+fn stderr_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Exit `code` and exactly one stderr line, `ringproof: …` containing `needle`.
+#[track_caller]
+fn assert_error(out: &Output, code: i32, needle: &str) {
+    let err = stderr_text(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one stderr line expected: {err:?}");
+    assert!(lines[0].starts_with("ringproof: "), "{err:?}");
+    assert!(
+        lines[0].to_lowercase().contains(&needle.to_lowercase()),
+        "{needle:?} not in {err:?}"
+    );
+}
+
+/// A segment made by `send` alone: closed, holding `data`, no role held.
+fn stale_segment(name: &TestName, size: &str, data: &[u8]) {
+    let out = run(&["send", "--name", name.name(), "--size", size], data);
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    assert!(name.exists());
+}
+
+// ---------------------------------------------------------------------------
+// Two processes, many messages.
+
+#[test]
+fn golden_demo_checks_a_million_messages_between_two_processes() {
+    let messages = env_count("RINGPROOF_MESSAGES", 1_000_000);
+    let mut child = ringproof(&[
+        "demo",
+        "--mode",
+        "golden",
+        "--messages",
+        &messages.to_string(),
+        "--verbose",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let err = thread::spawn(move || read_all(stderr));
+    let out = read_all(stdout);
+    let status = child.wait().unwrap();
+    let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "OK: golden scenario completed\n"
+    );
+    assert!(err.contains(&format!("{messages} messages")), "{err}");
+    let leftover = std::fs::read_dir("/dev/shm").unwrap().flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with(&format!("ringproof-demo-{pid}-"))
+    });
+    assert!(!leftover, "the demo left its segment behind");
+}
+
+// ---------------------------------------------------------------------------
+// send | recv, byte-exact, both start orders.
+
+fn send_recv_roundtrip(size: &str, recv_first: bool) {
+    let len = env_count("RINGPROOF_STREAM_BYTES", 50 << 20) as usize;
+    let data = Arc::new(random_bytes(len, 0x5EED ^ len as u64));
+    let name = TestName::new("stream");
+    let recv_cmd = || {
+        let mut c = ringproof(&["recv", "--name", name.name(), "--size", size]);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut send_cmd = ringproof(&["send", "--name", name.name(), "--size", size]);
+    send_cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+
+    let (recv, mut send) = if recv_first {
+        let recv = Proc::spawn(&mut recv_cmd());
+        wait_until("recv created the segment", || name.exists());
+        (recv, Proc::spawn(&mut send_cmd))
+    } else {
+        let send = Proc::spawn(&mut send_cmd);
+        wait_until("send created the segment", || producer_held(&name));
+        (Proc::spawn(&mut recv_cmd()), send)
+    };
+    let mut stdin = send.stdin();
+    let feed = Arc::clone(&data);
+    let feeder = thread::spawn(move || stdin.write_all(&feed));
+    let received = recv.finish();
+    feeder.join().unwrap().unwrap();
+    let sent = send.finish();
+    assert!(sent.status.success(), "send: {}", stderr_text(&sent));
+    assert!(
+        received.status.success(),
+        "recv: {}",
+        stderr_text(&received)
+    );
+    assert_eq!(received.stdout.len(), data.len(), "byte count");
+    if let Some(i) = received
+        .stdout
+        .iter()
+        .zip(data.iter())
+        .position(|(a, b)| a != b)
+    {
+        panic!("first difference at byte {i}");
+    }
+    assert!(
+        !name.exists(),
+        "the last side to leave removes a finished segment"
+    );
+}
+
+#[test]
+fn send_recv_is_byte_exact_recv_first_small_ring() {
+    send_recv_roundtrip("64KiB", true);
+}
+
+#[test]
+fn send_recv_is_byte_exact_send_first_small_ring() {
+    send_recv_roundtrip("64KiB", false);
+}
+
+#[test]
+fn send_recv_is_byte_exact_recv_first_large_ring() {
+    send_recv_roundtrip("16MiB", true);
+}
+
+#[test]
+fn send_recv_is_byte_exact_send_first_large_ring() {
+    send_recv_roundtrip("16MiB", false);
+}
+
+#[test]
+fn recv_reads_a_finished_stream_after_send_has_exited() {
+    let name = TestName::new("late");
+    let data = random_bytes(100_000, 9);
+    stale_segment(&name, "1MiB", &data);
+    let out = run(&["recv", "--name", name.name()], b"");
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    assert!(out.stdout == data);
+    assert!(!name.exists());
+}
+
+#[test]
+fn send_rate_limit_paces_the_stream() {
+    let name = TestName::new("rate");
+    let data = random_bytes(60_000, 5);
+    let started = Instant::now();
+    let out = run(
+        &[
+            "send",
+            "--name",
+            name.name(),
+            "--rate-limit",
+            "200KB",
+            "--message-size",
+            "10000",
+        ],
+        &data,
+    );
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    // 60 kB at 200 kB/s: at least 0.3 s.
+    assert!(started.elapsed() >= Duration::from_millis(290));
+    let out = run(&["recv", "--name", name.name()], b"");
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    assert!(out.stdout == data);
+}
+
+// ---------------------------------------------------------------------------
+// Peer death, timeouts, closed stdout.
+
+#[test]
+fn recv_delivers_everything_then_exits_3_when_the_producer_is_killed() {
+    let name = TestName::new("kill");
+    let recv = Proc::spawn(
+        ringproof(&["recv", "--name", name.name(), "--size", "64KiB"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    wait_until("recv created the segment", || name.exists());
+    // Read recv's output all along, so that it never blocks on stdout.
+    let recv = thread::spawn(move || recv.finish());
+    let mut send = Proc::spawn(
+        ringproof(&["send", "--name", name.name(), "--message-size", "1000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let mut stdin = send.stdin();
+    let data = random_bytes(300_000, 77);
+    stdin.write_all(&data).unwrap();
+    // Wait until the consumer has released most of it, then kill the
+    // producer with its stdin still open: it never closes the ring.
+    wait_until("recv consumed most of the data", || {
+        Segment::inspect(name.name()).is_ok_and(|i| i.head >= 200_000)
+    });
+    send.0.kill().unwrap();
+    let _ = send.0.wait();
+    let out = recv.join().unwrap();
+    drop(stdin);
+    assert_error(&out, 3, "producer died");
+    assert!(out.stdout.len() >= 150_000, "{} bytes", out.stdout.len());
+    assert!(
+        data.starts_with(&out.stdout),
+        "recv's output is not a prefix of the input"
+    );
+}
+
+#[test]
+fn recv_timeout_is_exit_3() {
+    let name = TestName::new("timeout");
+    let started = Instant::now();
+    let out = run(&["recv", "--name", name.name(), "--timeout", "300ms"], b"");
+    assert_error(&out, 3, "no message within 300ms");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn recv_stops_quietly_when_stdout_is_closed() {
+    let name = TestName::new("epipe");
+    // More than recv buffers before its first write to stdout.
+    stale_segment(&name, "4MiB", &random_bytes(3_000_000, 3));
+    let mut recv = ringproof(&["recv", "--name", name.name()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(recv.stdout.take()); // the reader goes away at once
+    let out = recv.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_text(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr_text(&out));
+    // What recv had not read yet stays in the ring for the next consumer.
+    let info = Segment::inspect(name.name()).unwrap();
+    assert!(info.used > 0);
+}
+
+// ---------------------------------------------------------------------------
+// Error paths: one line on stderr, exit 2.
+
+#[test]
+fn bad_names_are_exit_2() {
+    for args in [
+        &["inspect", "--name", "a/b"][..],
+        &["send", "--name", "a/b"],
+        &["recv", "--name", "a/b"],
+        &["clean", "--name", ""],
+    ] {
+        let out = run(args, b"");
+        assert_error(&out, 2, "invalid segment name");
+    }
+}
+
+#[test]
+fn missing_segment_is_exit_2() {
+    let name = TestName::new("missing");
+    let out = run(&["inspect", "--name", name.name()], b"");
+    assert_error(&out, 2, "no shared-memory segment named");
+    let out = run(&["clean", "--name", name.name()], b"");
+    assert_error(&out, 2, "no shared-memory segment named");
+    let out = run(&["demo", "--mode", "failure"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr_text(&out),
+        "ERROR: invalid input or unavailable IPC resource\n"
+    );
+}
+
+#[test]
+fn second_producer_is_exit_2() {
+    let name = TestName::new("second");
+    let mut first = Proc::spawn(
+        ringproof(&["send", "--name", name.name()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let stdin = first.stdin();
+    wait_until("the first producer holds its role", || producer_held(&name));
+    let out = run(&["send", "--name", name.name()], b"more");
+    assert_error(&out, 2, "producer role is held");
+    drop(stdin);
+    let first = first.finish();
+    assert!(first.status.success(), "{}", stderr_text(&first));
+}
+
+#[test]
+fn corrupt_header_is_exit_2() {
+    let name = TestName::new("corrupt");
+    stale_segment(&name, "64KiB", b"hello");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.path())
+        .unwrap();
+    file.write_all(b"NOTARING").unwrap();
+    drop(file);
+    let out = run(&["inspect", "--name", name.name()], b"");
+    assert_error(&out, 2, "bad magic");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid        no"));
+    let out = run(&["recv", "--name", name.name()], b"");
+    assert_error(&out, 2, "bad magic");
+    let out = run(&["send", "--name", name.name()], b"x");
+    assert_error(&out, 2, "bad magic");
+}
+
+#[test]
+fn too_small_segment_is_exit_2() {
+    let name = TestName::new("small");
+    std::fs::write(name.path(), [0x5Au8; 10]).unwrap();
+    for args in [
+        &["inspect", "--name", name.name()][..],
+        &["recv", "--name", name.name()],
+        &["send", "--name", name.name()],
+    ] {
+        let out = run(args, b"x");
+        assert_error(&out, 2, "too small");
+    }
+}
+
+#[test]
+fn bad_arguments_are_one_line_and_exit_2() {
+    let out = run(&["send", "--name", "x", "--size", "1000"], b"");
+    assert_error(&out, 2, "power of two");
+    let out = run(&["send", "--name", "x", "--message-size", "lots"], b"");
+    assert_error(&out, 2, "not a size");
+    let out = run(&["recv", "--name", "x", "--timeout", "soon"], b"");
+    assert_error(&out, 2, "not a duration");
+    let out = run(&["send"], b"");
+    assert_error(&out, 2, "--name");
+    let out = run(&["frobnicate"], b"");
+    assert_error(&out, 2, "frobnicate");
+    let out = run(&["clean"], b"");
+    assert_error(&out, 2, "--stale");
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let out = run(&["--help"], b"");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "0  success",
+        "1  unexpected failure",
+        "2  invalid input",
+        "3  peer died",
+    ] {
+        assert!(help.contains(line), "{line:?} missing from --help");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// inspect and clean.
+
+#[test]
+fn inspect_json_shows_capacity_and_state() {
+    let name = TestName::new("inspect");
+    stale_segment(&name, "64KiB", b"hello world");
+    let out = run(&["inspect", "--name", name.name(), "--json"], b"");
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["capacity"], 65536);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["closed"], true);
+    assert_eq!(v["used"], 24); // one 8-byte record header + 11 bytes padded to 16
+    assert_eq!(v["producer"]["held"], false);
+    assert_eq!(v["producer"]["generation"], 1);
+    assert_eq!(v["consumer"]["generation"], 0);
+    assert_eq!(v["stale"], true);
+}
+
+#[test]
+fn clean_stale_removes_only_segments_nobody_holds() {
+    let stale = TestName::new("clean");
+    let busy = TestName::new("clean");
+    stale_segment(&stale, "64KiB", b"left behind");
+    let mut sender = Proc::spawn(
+        ringproof(&["send", "--name", busy.name()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let stdin = sender.stdin();
+    wait_until("the busy segment has a producer", || producer_held(&busy));
+
+    let prefix = format!("ringproof-test-clean-{}-", std::process::id());
+    let out = run(&["clean", "--stale", "--prefix", &prefix], b"");
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("removed {}", stale.name())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("kept {}", busy.name())), "{text}");
+    assert!(!stale.exists());
+    assert!(busy.exists());
+
+    let out = run(&["clean", "--name", busy.name()], b"");
+    assert_error(&out, 2, "in use");
+    assert!(busy.exists());
+    let out = run(&["clean", "--name", busy.name(), "--force"], b"");
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    assert!(!busy.exists());
+    drop(stdin);
+    let _ = sender.finish();
+}
+
+// ---------------------------------------------------------------------------
+// bench.
+
+#[test]
+fn bench_json_reports_ring_and_pipe() {
+    let out = run(
+        &[
+            "bench",
+            "--iterations",
+            "20000",
+            "--buffer-size",
+            "64KiB",
+            "--json",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["message_size"], 64);
+    assert_eq!(v["messages"], 20000);
+    for rate in [
+        &v["messages_per_sec"],
+        &v["bytes_per_sec"],
+        &v["peers"]["pipe"]["messages_per_sec"],
+        &v["peers"]["pipe"]["bytes_per_sec"],
+    ] {
+        assert!(rate.as_f64().is_some_and(|r| r > 0.0), "{v}");
+    }
+    let mps = v["messages_per_sec"].as_f64().unwrap();
+    let bps = v["bytes_per_sec"].as_f64().unwrap();
+    assert!((bps / mps - 64.0).abs() < 1e-6);
+}
+
+#[test]
+fn bench_refuses_a_message_larger_than_the_ring_allows() {
+    let out = run(
+        &["bench", "--buffer-size", "64KiB", "--message-size", "40KiB"],
+        b"",
+    );
+    assert_error(&out, 2, "largest message");
+}
+
+#[test]
+fn batched_bench_transfers_every_message() {
+    let out = run(
+        &[
+            "bench",
+            "--iterations",
+            "10001",
+            "--batch",
+            "64",
+            "--message-size",
+            "24",
+            "--json",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["messages"], 10001);
+    assert_eq!(v["batch"], 64);
+    assert_eq!(v["message_size"], 24);
+}

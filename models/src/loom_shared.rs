@@ -1,0 +1,229 @@
+//! [`Shared`] over loom: atomics from `loom::sync::atomic`, one
+//! `loom::cell::UnsafeCell<()>` per 8-byte data word, and a futex stand-in.
+//!
+//! The data bytes live in a plain buffer; the loom cells carry no data, only
+//! the race detector's state. [`Shared::data`] takes a loom guard on every
+//! word a borrow covers and hands the guards back as the access token, so
+//! loom checks each borrow against every other access to the same words: a
+//! producer write that is not ordered after the consumer's read of the same
+//! bytes (or the other way round) fails the model.
+#![allow(clippy::disallowed_types)] // the plain buffer is a `core::cell::UnsafeCell`
+
+use core::cell::UnsafeCell;
+use std::sync::Arc as StdArc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use loom::cell::{ConstPtr, MutPtr, UnsafeCell as LoomUnsafeCell};
+use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
+use loom::sync::{Arc, Condvar, Mutex};
+use ringproof::layout::{RECORD_ALIGN, capacity_ok};
+use ringproof::sync::{Ordering, Shared, Word32, Word64};
+use ringproof::{Consumer, Error, Producer};
+
+/// A 64-bit shared word under loom.
+#[derive(Debug)]
+pub struct LoomWord64(AtomicU64);
+
+impl Word64 for LoomWord64 {
+    fn load(&self, order: Ordering) -> u64 {
+        self.0.load(order)
+    }
+    fn store(&self, value: u64, order: Ordering) {
+        self.0.store(value, order);
+    }
+}
+
+/// A 32-bit shared word under loom.
+#[derive(Debug)]
+pub struct LoomWord32(AtomicU32);
+
+impl Word32 for LoomWord32 {
+    fn load(&self, order: Ordering) -> u32 {
+        self.0.load(order)
+    }
+    fn store(&self, value: u32, order: Ordering) {
+        self.0.store(value, order);
+    }
+}
+
+/// loom's guard on one data word, live as long as the borrow.
+#[derive(Debug)]
+pub enum WordAccess {
+    /// A read borrow (`loom::cell::UnsafeCell::get`).
+    Read(ConstPtr<()>),
+    /// A write borrow (`loom::cell::UnsafeCell::get_mut`).
+    Write(MutPtr<()>),
+}
+
+#[derive(Debug)]
+struct Segment {
+    head: LoomWord64,
+    tail: LoomWord64,
+    closed: LoomWord32,
+    producer_wait: LoomWord32,
+    consumer_wait: LoomWord32,
+    capacity: u64,
+    /// The data bytes, as 8-byte words (so the region is 8-aligned).
+    bytes: Box<[UnsafeCell<u64>]>,
+    /// The race detector's view of `bytes`, one cell per word.
+    cells: Box<[LoomUnsafeCell<()>]>,
+    /// Futex stand-in: parkers wait on `wakeup` under `lock`.
+    lock: Mutex<()>,
+    wakeup: Condvar,
+}
+
+// SAFETY: the atomics, cells, mutex and condvar are loom's, which are shared
+// between loom threads by design; `bytes` is accessed only through pointers
+// from `Shared::data`, and every such access is covered by a loom cell guard,
+// so loom fails the model on any access that is not ordered with a
+// conflicting one. loom runs its threads one at a time on one OS thread.
+unsafe impl Sync for Segment {}
+// SAFETY: as above; nothing in `Segment` is tied to an OS thread.
+unsafe impl Send for Segment {}
+
+/// A ring segment under loom: head = tail = 0, open, zeroed data.
+#[derive(Clone, Debug)]
+pub struct LoomShared(Arc<Segment>);
+
+impl LoomShared {
+    /// A fresh segment of `capacity` data bytes.
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is not one the ring accepts.
+    pub fn new(capacity: u64) -> Self {
+        assert!(capacity_ok(capacity), "bad model capacity {capacity}");
+        let words = (capacity / RECORD_ALIGN) as usize;
+        LoomShared(Arc::new(Segment {
+            head: LoomWord64(AtomicU64::new(0)),
+            tail: LoomWord64(AtomicU64::new(0)),
+            closed: LoomWord32(AtomicU32::new(0)),
+            producer_wait: LoomWord32(AtomicU32::new(0)),
+            consumer_wait: LoomWord32(AtomicU32::new(0)),
+            capacity,
+            bytes: (0..words).map(|_| UnsafeCell::new(0)).collect(),
+            cells: (0..words).map(|_| LoomUnsafeCell::new(())).collect(),
+            lock: Mutex::new(()),
+            wakeup: Condvar::new(),
+        }))
+    }
+}
+
+/// A producer and a consumer over a fresh segment of `capacity` bytes.
+///
+/// # Errors
+///
+/// What `Producer::new` or `Consumer::new` return (never, for a fresh segment).
+pub fn channel(capacity: u64) -> Result<(Producer<LoomShared>, Consumer<LoomShared>), Error> {
+    let shared = LoomShared::new(capacity);
+    Ok((Producer::new(shared.clone())?, Consumer::new(shared)?))
+}
+
+// SAFETY: `capacity` is fixed and checked by `capacity_ok`; `data` stays inside
+// `bytes`, which lives as long as the `Arc`; the five words are distinct fields.
+unsafe impl Shared for LoomShared {
+    type W64 = LoomWord64;
+    type W32 = LoomWord32;
+    type Access = Vec<WordAccess>;
+
+    // No spin phase under loom: a spin is a yield, and loom does not run
+    // the other thread's steps between a yield and the next load in every
+    // order, which hides the park/wake races. The spin loop itself (a retry
+    // of the same check) runs in the shuttle models.
+    const SPINS: u32 = 0;
+
+    fn head(&self) -> &LoomWord64 {
+        &self.0.head
+    }
+    fn tail(&self) -> &LoomWord64 {
+        &self.0.tail
+    }
+    fn closed(&self) -> &LoomWord32 {
+        &self.0.closed
+    }
+    fn producer_wait(&self) -> &LoomWord32 {
+        &self.0.producer_wait
+    }
+    fn consumer_wait(&self) -> &LoomWord32 {
+        &self.0.consumer_wait
+    }
+    fn capacity(&self) -> u64 {
+        self.0.capacity
+    }
+
+    unsafe fn data(&self, offset: usize, len: usize, write: bool) -> (Vec<WordAccess>, *mut u8) {
+        let end = offset + len;
+        assert!(
+            end as u64 <= self.0.capacity,
+            "data({offset}, {len}) out of range"
+        );
+        let word = RECORD_ALIGN as usize;
+        let guards = self.0.cells[offset / word..end.div_ceil(word)]
+            .iter()
+            .map(|cell| {
+                if write {
+                    WordAccess::Write(cell.get_mut())
+                } else {
+                    WordAccess::Read(cell.get())
+                }
+            })
+            .collect();
+        // SAFETY: `offset <= capacity` (asserted above), and `bytes` holds
+        // `capacity` bytes; the pointer comes from the whole slice, so it may
+        // cover `len` bytes, and `UnsafeCell` permits writes through it.
+        let ptr = unsafe {
+            UnsafeCell::raw_get(self.0.bytes.as_ptr())
+                .cast::<u8>()
+                .add(offset)
+        };
+        (guards, ptr)
+    }
+
+    fn fence_seq_cst(&self) {
+        fence(Ordering::SeqCst);
+    }
+
+    fn park(&self, word: &LoomWord32, expected: u32, _timeout: Option<Duration>) {
+        // The timeout is ignored: a wake-up that never comes is a deadlock.
+        let mut guard = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        // SeqCst: the futex's own check, made under the lock `wake` takes.
+        while word.0.load(Ordering::SeqCst) == expected {
+            guard = self.0.wakeup.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn wake(&self, _word: &LoomWord32) {
+        let _guard = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.wakeup.notify_all();
+    }
+
+    fn spin(&self) {
+        loom::thread::yield_now();
+    }
+}
+
+/// Runs `model` under loom, exhaustively up to `preemptions` preemptions per
+/// execution (`RINGPROOF_LOOM_PREEMPTIONS` overrides the default), and prints
+/// the bound, the number of executions explored and the time taken.
+pub fn check<F>(name: &str, preemptions: usize, model: F)
+where
+    F: Fn() + Send + Sync + 'static,
+{
+    let bound = crate::Budget::loom_preemptions(preemptions);
+    let executions = StdArc::new(AtomicUsize::new(0));
+    let counter = StdArc::clone(&executions);
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(bound);
+    builder.max_branches = 100_000;
+    let start = Instant::now();
+    builder.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        model();
+    });
+    eprintln!(
+        "loom {name}: preemption bound {bound}, {} executions explored, {:.2?}",
+        executions.load(std::sync::atomic::Ordering::Relaxed),
+        start.elapsed()
+    );
+}

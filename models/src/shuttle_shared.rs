@@ -1,0 +1,230 @@
+//! [`Shared`] over shuttle: atomics from `shuttle::sync::atomic`, a futex
+//! stand-in, and a borrow checker for the data region.
+//!
+//! shuttle's atomics are sequentially consistent, so these models find
+//! interleaving bugs, not ordering bugs (loom covers those). shuttle has no
+//! race detector for plain memory, so [`Shared::data`] records every live
+//! borrow per 8-byte word and panics when a write borrow overlaps any other
+//! borrow of the same word: with only one of each side, that means the
+//! producer and the consumer touched the same bytes at the same time.
+#![allow(clippy::disallowed_types)] // the plain buffer is a `core::cell::UnsafeCell`
+
+use core::cell::UnsafeCell;
+use std::sync::Arc as StdArc;
+use std::sync::atomic::AtomicIsize;
+use std::time::Duration;
+
+use ringproof::layout::{RECORD_ALIGN, capacity_ok};
+use ringproof::sync::{Ordering, Shared, Word32, Word64};
+use ringproof::{Consumer, Error, Producer};
+use shuttle::sync::atomic::{AtomicU32, AtomicU64, fence};
+use shuttle::sync::{Arc, Condvar, Mutex};
+
+/// A 64-bit shared word under shuttle.
+#[derive(Debug)]
+pub struct ShuttleWord64(AtomicU64);
+
+impl Word64 for ShuttleWord64 {
+    fn load(&self, order: Ordering) -> u64 {
+        self.0.load(order)
+    }
+    fn store(&self, value: u64, order: Ordering) {
+        self.0.store(value, order);
+    }
+}
+
+/// A 32-bit shared word under shuttle.
+#[derive(Debug)]
+pub struct ShuttleWord32(AtomicU32);
+
+impl Word32 for ShuttleWord32 {
+    fn load(&self, order: Ordering) -> u32 {
+        self.0.load(order)
+    }
+    fn store(&self, value: u32, order: Ordering) {
+        self.0.store(value, order);
+    }
+}
+
+/// Live borrows per data word: `n > 0` readers, `-1` one writer, `0` none.
+/// (std atomics, not shuttle's: bookkeeping must not add scheduling points.)
+type Claims = StdArc<[AtomicIsize]>;
+
+/// The borrow of words `first..last`; dropping it ends the borrow.
+#[derive(Debug)]
+pub struct Borrow {
+    claims: Claims,
+    first: usize,
+    last: usize,
+    write: bool,
+}
+
+impl Drop for Borrow {
+    fn drop(&mut self) {
+        for claim in &self.claims[self.first..self.last] {
+            let delta = if self.write { 1 } else { -1 };
+            // Relaxed: bookkeeping on one OS thread; shuttle orders the tasks.
+            claim.fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Segment {
+    head: ShuttleWord64,
+    tail: ShuttleWord64,
+    closed: ShuttleWord32,
+    producer_wait: ShuttleWord32,
+    consumer_wait: ShuttleWord32,
+    capacity: u64,
+    /// The data bytes, as 8-byte words (so the region is 8-aligned).
+    bytes: Box<[UnsafeCell<u64>]>,
+    claims: Claims,
+    /// Futex stand-in: parkers wait on `wakeup` under `lock`.
+    lock: Mutex<()>,
+    wakeup: Condvar,
+}
+
+// SAFETY: shuttle runs its tasks one at a time on one OS thread; `bytes` is
+// accessed only through pointers from `Shared::data`, whose borrows `claims`
+// checks for overlap between a writer and anyone else.
+unsafe impl Sync for Segment {}
+// SAFETY: as above; nothing in `Segment` is tied to an OS thread.
+unsafe impl Send for Segment {}
+
+/// A ring segment under shuttle: head = tail = 0, open, zeroed data.
+#[derive(Clone, Debug)]
+pub struct ShuttleShared(Arc<Segment>);
+
+impl ShuttleShared {
+    /// A fresh segment of `capacity` data bytes.
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is not one the ring accepts.
+    pub fn new(capacity: u64) -> Self {
+        assert!(capacity_ok(capacity), "bad model capacity {capacity}");
+        let words = (capacity / RECORD_ALIGN) as usize;
+        ShuttleShared(Arc::new(Segment {
+            head: ShuttleWord64(AtomicU64::new(0)),
+            tail: ShuttleWord64(AtomicU64::new(0)),
+            closed: ShuttleWord32(AtomicU32::new(0)),
+            producer_wait: ShuttleWord32(AtomicU32::new(0)),
+            consumer_wait: ShuttleWord32(AtomicU32::new(0)),
+            capacity,
+            bytes: (0..words).map(|_| UnsafeCell::new(0)).collect(),
+            claims: (0..words).map(|_| AtomicIsize::new(0)).collect(),
+            lock: Mutex::new(()),
+            wakeup: Condvar::new(),
+        }))
+    }
+}
+
+/// A producer and a consumer over a fresh segment of `capacity` bytes.
+///
+/// # Errors
+///
+/// What `Producer::new` or `Consumer::new` return (never, for a fresh segment).
+pub fn channel(capacity: u64) -> Result<(Producer<ShuttleShared>, Consumer<ShuttleShared>), Error> {
+    let shared = ShuttleShared::new(capacity);
+    Ok((Producer::new(shared.clone())?, Consumer::new(shared)?))
+}
+
+// SAFETY: `capacity` is fixed and checked by `capacity_ok`; `data` stays inside
+// `bytes`, which lives as long as the `Arc`; the five words are distinct fields.
+unsafe impl Shared for ShuttleShared {
+    type W64 = ShuttleWord64;
+    type W32 = ShuttleWord32;
+    type Access = Borrow;
+
+    const SPINS: u32 = 4;
+
+    fn head(&self) -> &ShuttleWord64 {
+        &self.0.head
+    }
+    fn tail(&self) -> &ShuttleWord64 {
+        &self.0.tail
+    }
+    fn closed(&self) -> &ShuttleWord32 {
+        &self.0.closed
+    }
+    fn producer_wait(&self) -> &ShuttleWord32 {
+        &self.0.producer_wait
+    }
+    fn consumer_wait(&self) -> &ShuttleWord32 {
+        &self.0.consumer_wait
+    }
+    fn capacity(&self) -> u64 {
+        self.0.capacity
+    }
+
+    unsafe fn data(&self, offset: usize, len: usize, write: bool) -> (Borrow, *mut u8) {
+        let end = offset + len;
+        assert!(
+            end as u64 <= self.0.capacity,
+            "data({offset}, {len}) out of range"
+        );
+        let word = RECORD_ALIGN as usize;
+        let (first, last) = (offset / word, end.div_ceil(word));
+        for (i, claim) in self.0.claims[first..last].iter().enumerate() {
+            // Relaxed: bookkeeping on one OS thread; shuttle orders the tasks.
+            let live = claim.load(std::sync::atomic::Ordering::Relaxed);
+            let clash = if write { live != 0 } else { live < 0 };
+            assert!(
+                !clash,
+                "data race on data word {}: a {} borrow overlaps a live {} borrow",
+                first + i,
+                if write { "write" } else { "read" },
+                if live < 0 { "write" } else { "read" },
+            );
+            let delta = if write { -1 } else { 1 };
+            // Relaxed: as above.
+            claim.fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+        }
+        // SAFETY: `offset <= capacity` (asserted above), and `bytes` holds
+        // `capacity` bytes; the pointer comes from the whole slice, so it may
+        // cover `len` bytes, and `UnsafeCell` permits writes through it.
+        let ptr = unsafe {
+            UnsafeCell::raw_get(self.0.bytes.as_ptr())
+                .cast::<u8>()
+                .add(offset)
+        };
+        let borrow = Borrow {
+            claims: StdArc::clone(&self.0.claims),
+            first,
+            last,
+            write,
+        };
+        (borrow, ptr)
+    }
+
+    fn fence_seq_cst(&self) {
+        fence(Ordering::SeqCst);
+    }
+
+    fn park(&self, word: &ShuttleWord32, expected: u32, _timeout: Option<Duration>) {
+        // The timeout is ignored: a wake-up that never comes is a deadlock.
+        let mut guard = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        // SeqCst: the futex's own check, made under the lock `wake` takes.
+        while word.0.load(Ordering::SeqCst) == expected {
+            guard = self.0.wakeup.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn wake(&self, _word: &ShuttleWord32) {
+        let _guard = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.wakeup.notify_all();
+    }
+
+    fn spin(&self) {
+        shuttle::thread::yield_now();
+    }
+}
+
+/// shuttle settings for the models: no warning about non-SeqCst orderings
+/// (shuttle runs them as SeqCst, which these models document).
+pub fn config() -> shuttle::Config {
+    let mut config = shuttle::Config::new();
+    config.silence_warnings = true;
+    config
+}
