@@ -1,9 +1,10 @@
 //! `send` and `recv`: a byte stream through a ring, one message per chunk.
 //!
 //! Both sides open the ring with [`OpenMode::CreateOrOpen`], so either may
-//! start first. `send` ends the stream with `close`; `recv` writes each
-//! payload to stdout before releasing it, and flushes before every wait, so
-//! whatever it has consumed has been handed to stdout when it waits or exits.
+//! start first. `send` ends the stream with `close`; `recv` writes payloads
+//! to stdout and releases them only after flushing them, so a `recv` killed at
+//! any point loses nothing: its successor starts at the last released message
+//! (and may write again what the killed one flushed but had not released).
 
 use std::io::{BufWriter, Read, Write};
 
@@ -88,15 +89,30 @@ pub fn recv(args: &RecvArgs) -> Result<(), CliError> {
     }
 }
 
+/// Bytes written to stdout before the batch holding them is released.
+const RELEASE_EVERY: usize = 256 * 1024;
+
+/// How a batch of reads ended.
+enum Stop {
+    /// Enough bytes for one flush; more may be waiting.
+    Batch,
+    /// The ring was empty.
+    Empty,
+    /// End of stream.
+    Closed,
+    /// Standard output was closed by its reader.
+    BrokenPipe,
+}
+
 fn receive(
     consumer: &mut ShmConsumer,
     out: &mut BufWriter<std::fs::File>,
     args: &RecvArgs,
 ) -> Result<End, CliError> {
     let mut pacer = Pacer::new(args.rate_limit);
-    let write_error = |e: std::io::Error| -> Result<End, CliError> {
+    let write_error = |e: std::io::Error| -> Result<Stop, CliError> {
         if is_broken_pipe(&e) {
-            Ok(End::BrokenPipe)
+            Ok(Stop::BrokenPipe)
         } else {
             Err(CliError::unexpected(format!(
                 "writing standard output: {e}"
@@ -104,30 +120,47 @@ fn receive(
         }
     };
     loop {
-        match consumer.read() {
-            Ok(message) => {
-                let len = message.len();
-                if let Err(e) = out.write_all(&message) {
-                    // The message stays in the ring: it was not delivered.
-                    return write_error(e);
-                }
-                message.release();
-                pacer.account(len);
-            }
-            Err(RingError::Empty) => {
-                // Hand everything consumed so far to stdout before blocking.
-                if let Err(e) = out.flush() {
-                    return write_error(e);
-                }
-                match peer::wait_message(consumer, args.timeout)? {
-                    Waited::Ready => {}
-                    Waited::TimedOut => {
-                        return Err(peer::no_message_within(args.timeout.unwrap_or_default()));
+        // Messages are released only once their bytes are flushed to stdout:
+        // a recv killed at any point loses nothing; its successor delivers
+        // again at most this unreleased batch.
+        let mut batch = consumer.read_batch();
+        let mut bytes = 0usize;
+        let stop = loop {
+            match batch.read() {
+                Ok(message) => {
+                    bytes += message.len();
+                    if let Err(e) = out.write_all(message) {
+                        break write_error(e)?;
+                    }
+                    pacer.account(message.len());
+                    if bytes >= RELEASE_EVERY {
+                        break Stop::Batch;
                     }
                 }
+                Err(RingError::Empty) => break Stop::Empty,
+                Err(RingError::Closed) => break Stop::Closed,
+                Err(e) => return Err(CliError::from(e).context("receiving")),
             }
-            Err(RingError::Closed) => return Ok(End::Stream),
-            Err(e) => return Err(CliError::from(e).context("receiving")),
+        };
+        if matches!(stop, Stop::BrokenPipe) {
+            // Not delivered: the batch stays in the ring for another reader.
+            return Ok(End::BrokenPipe);
+        }
+        if let Err(e) = out.flush() {
+            write_error(e)?;
+            return Ok(End::BrokenPipe);
+        }
+        batch.release();
+        match stop {
+            Stop::Batch => {}
+            Stop::Closed => return Ok(End::Stream),
+            Stop::BrokenPipe => return Ok(End::BrokenPipe),
+            Stop::Empty => match peer::wait_message(consumer, args.timeout)? {
+                Waited::Ready => {}
+                Waited::TimedOut => {
+                    return Err(peer::no_message_within(args.timeout.unwrap_or_default()));
+                }
+            },
         }
     }
 }

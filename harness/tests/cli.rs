@@ -330,6 +330,69 @@ fn recv_delivers_everything_then_exits_3_when_the_producer_is_killed() {
 }
 
 #[test]
+fn a_new_recv_continues_with_no_gap_after_recv_is_killed() {
+    let name = TestName::new("killrecv");
+    let data = Arc::new(random_bytes(4 << 20, 91));
+    let mut send = Proc::spawn(
+        ringproof(&[
+            "send",
+            "--name",
+            name.name(),
+            "--size",
+            "64KiB",
+            "--message-size",
+            "4000",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped()),
+    );
+    let mut stdin = send.stdin();
+    let feed = Arc::clone(&data);
+    let feeder = thread::spawn(move || stdin.write_all(&feed));
+    let recv_cmd = |rate: Option<&str>| {
+        let mut c = ringproof(&["recv", "--name", name.name()]);
+        if let Some(rate) = rate {
+            c.args(["--rate-limit", rate]);
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut first = Proc::spawn(&mut recv_cmd(Some("4MB")));
+    let first_out = first.0.stdout.take();
+    let first_reader = thread::spawn(move || read_all(first_out));
+    wait_until("the first recv released a megabyte", || {
+        Segment::inspect(name.name()).is_ok_and(|i| i.head >= 1 << 20)
+    });
+    first.0.kill().unwrap();
+    let _ = first.0.wait();
+    let before = first_reader.join().unwrap();
+    let after = Proc::spawn(&mut recv_cmd(None)).finish();
+    feeder.join().unwrap().unwrap();
+    let sent = send.finish();
+    assert!(sent.status.success(), "send: {}", stderr_text(&sent));
+    assert!(after.status.success(), "recv: {}", stderr_text(&after));
+    assert!(data.starts_with(&before), "the killed recv wrote a prefix");
+    assert!(data.ends_with(&after.stdout), "the new recv wrote a suffix");
+    let resumed_at = data.len() - after.stdout.len();
+    assert!(
+        resumed_at <= before.len(),
+        "gap: the new recv resumed at byte {resumed_at}, the killed one wrote {}",
+        before.len()
+    );
+    // Written twice: at most the killed recv's unreleased batch (256 KiB of
+    // flushed output plus the message that crossed it).
+    assert!(
+        before.len() - resumed_at <= (256 << 10) + 4000,
+        "{} bytes delivered twice",
+        before.len() - resumed_at
+    );
+    assert!(!name.exists(), "the finished segment is removed");
+}
+
+#[test]
 fn recv_timeout_is_exit_3() {
     let name = TestName::new("timeout");
     let started = Instant::now();
