@@ -178,3 +178,20 @@ fn late_consumer_finds_the_end_of_an_empty_closed_stream() {
     drop(c);
     assert!(!exists(&name));
 }
+
+#[test]
+fn a_ring_larger_than_dev_shm_is_no_space_not_sigbus() {
+    // 1 TiB, the largest capacity: more than any test machine's /dev/shm.
+    let capacity = ringproof::layout::MAX_CAPACITY;
+    let stat = nix::sys::statvfs::statvfs("/dev/shm").unwrap();
+    let total = stat.blocks() as u64 * stat.fragment_size() as u64;
+    if total > capacity {
+        eprintln!("skipped: /dev/shm holds {total} bytes, more than {capacity}");
+        return;
+    }
+    let name = Name::new("nospace");
+    let err = ShmProducer::new(&name.0, capacity, OpenMode::Create).unwrap_err();
+    assert!(matches!(err, ShmError::NoSpace { .. }), "{err}");
+    assert!(err.to_string().contains("--shm-size"), "hint: {err}");
+    assert!(!exists(&name), "a failed create removes its name");
+}
