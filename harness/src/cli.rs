@@ -1,8 +1,8 @@
 //! The command line, declared with clap's derive API.
 //!
 //! Each subcommand's arguments are a struct here; the code that runs it lives
-//! in the module named for it. Hidden subcommands are the child roles the
-//! tool re-executes itself as (`bench-child`, `demo-child`).
+//! in the module named for it. The hidden subcommand is the child role the
+//! tool re-executes itself as (`demo-child`).
 
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use crate::size::{parse_duration, parse_positive_size, parse_ring_size};
 
 /// Stream bytes between processes through a lock-free ring in shared memory.
 ///
-/// With no subcommand, runs a short two-process throughput benchmark (ring
-/// vs pipe) and prints a summary.
+/// With no subcommand, runs a short two-process benchmark (ring vs pipe and
+/// Unix socket, latency) and prints a summary.
 #[derive(Debug, Parser)]
 #[command(name = "ringproof", version, after_help = EXIT_CODES)]
 pub struct Cli {
@@ -41,16 +41,14 @@ pub enum Command {
     /// Run a scripted scenario: a checked exchange, or the failure path.
     #[command(after_help = EXIT_CODES)]
     Demo(DemoArgs),
-    /// Measure throughput between two processes: the ring, then a pipe.
+    /// Measure throughput and latency between two processes: the ring, a
+    /// pipe and a Unix socket.
     #[command(after_help = EXIT_CODES)]
     Bench(BenchArgs),
     /// Kill real producer and consumer processes at every crash point (or at
     /// random) and check that nothing committed is lost or torn.
     #[command(after_help = EXIT_CODES)]
     Crash(crate::crash::CrashArgs),
-    /// A bench process (producer or consumer of a ring or a pipe).
-    #[command(hide = true, name = "bench-child")]
-    BenchChild(BenchChildArgs),
     /// The producer process of `demo --mode golden`.
     #[command(hide = true, name = "demo-child")]
     DemoChild(DemoChildArgs),
@@ -178,13 +176,16 @@ pub struct DemoArgs {
 /// `ringproof bench`.
 #[derive(Debug, Clone, Args)]
 #[command(
-    long_about = "Measure throughput between two processes (pinned to different CPUs when there \
-    are two or more): first through a ring, then the same messages through a pipe, in the same \
-    run, and print both and their ratio.\n\n\
-    Each message carries its sequence number, which the consumer checks. The ring consumer reads \
-    in place; the pipe writer issues one write(2) per batch and the pipe reader copies each \
-    message out of a 64 KiB buffered reader. The clock runs at the consumer, from the first \
-    message (a warm-up, not counted) to the last."
+    long_about = "Measure between two processes (pinned to different CPUs when there are two or \
+    more), in one run: the throughput of a ring, then of the same messages through a pipe and a \
+    Unix stream socket, with the ratios; the one-way latency of a message (ping-pong over two \
+    rings, RTT/2: avg, p50, p99, p99.9, max); and the floor, a cache line's one-way transfer \
+    between the same two CPUs.\n\n\
+    Each message carries its sequence number, which the consumer checks, and is copied out. The \
+    clock runs at the consumer, from an empty channel after a warm-up to the last message. \
+    With --batch N the ring commits N messages at once and the pipe and socket writers issue \
+    one write(2) per N messages; readers take what is there (the stream readers through a \
+    64 KiB buffer)."
 )]
 pub struct BenchArgs {
     /// Ring capacity, a power of two.
@@ -193,10 +194,10 @@ pub struct BenchArgs {
     /// Payload bytes per message.
     #[arg(long, default_value = "64B", value_parser = parse_positive_size)]
     pub message_size: u64,
-    /// Messages per transfer.
-    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Messages per transfer (latency: as many round trips, at most 100000).
+    #[arg(long, default_value_t = 2_000_000, value_parser = parse_count)]
     pub iterations: u64,
-    /// Messages per commit (ring) and per write(2) (pipe).
+    /// Messages per commit (ring) and per write(2) (pipe, socket).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub batch: u64,
     /// Print one JSON object.
@@ -204,43 +205,13 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// What a bench child process does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchRole {
-    /// Writes messages into the ring.
-    RingProducer,
-    /// Reads messages from the ring and reports the timing.
-    RingConsumer,
-    /// Writes messages to stdout (a pipe).
-    PipeProducer,
-    /// Reads messages from stdin (a pipe) and reports the timing.
-    PipeConsumer,
-}
-
-/// `ringproof bench-child` (hidden).
-#[derive(Debug, Clone, Args)]
-pub struct BenchChildArgs {
-    /// What this process does.
-    #[arg(long, value_enum)]
-    pub role: BenchRole,
-    /// Ring name (ring roles).
-    #[arg(long, default_value = "")]
-    pub name: String,
-    /// Ring capacity.
-    #[arg(long, value_parser = parse_ring_size)]
-    pub buffer_size: u64,
-    /// Payload bytes per message.
-    #[arg(long, value_parser = parse_positive_size)]
-    pub message_size: u64,
-    /// Timed messages (one warm-up message comes first).
-    #[arg(long)]
-    pub messages: u64,
-    /// Messages per commit or write.
-    #[arg(long)]
-    pub batch: u64,
-    /// CPU to pin this process to.
-    #[arg(long)]
-    pub cpu: Option<usize>,
+/// Parses a count of at least 1.
+fn parse_count(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("it must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
 }
 
 /// `ringproof demo-child` (hidden): the golden scenario's producer.

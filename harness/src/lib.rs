@@ -23,7 +23,7 @@ pub use exit::{CliError, ExitCode};
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        None => bench::run(&bench::default_args(), bench::Output::Summary),
+        None => bench::run(&bench::quick_args(), bench::Output::Summary),
         Some(Command::Send(args)) => stream::send(&args),
         Some(Command::Recv(args)) => stream::recv(&args),
         Some(Command::Inspect(args)) => inspect::run(&args),
@@ -38,7 +38,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             bench::run(&args, output)
         }
         Some(Command::Crash(args)) => crash::run(&args),
-        Some(Command::BenchChild(args)) => bench::child(&args),
         Some(Command::DemoChild(args)) => demo::child(&args),
     }
 }

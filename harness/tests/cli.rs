@@ -593,8 +593,67 @@ fn clean_stale_removes_only_segments_nobody_holds() {
 // ---------------------------------------------------------------------------
 // bench.
 
+/// Checks every field of `bench --json` that the documentation promises.
+fn check_bench_json(v: &serde_json::Value, message_size: u64, messages: u64) {
+    assert_eq!(v["message_size"], message_size, "{v}");
+    assert_eq!(v["messages"], messages, "{v}");
+    let positive = |x: &serde_json::Value| x.as_f64().filter(|r| r.is_finite() && *r > 0.0);
+    let rates = [
+        &v["messages_per_sec"],
+        &v["bytes_per_sec"],
+        &v["seconds"],
+        &v["ratio_vs_pipe"],
+        &v["ratio_vs_unix_socket"],
+    ];
+    for rate in rates {
+        assert!(positive(rate).is_some(), "{v}");
+    }
+    for transfer in [&v["peers"]["pipe"], &v["peers"]["unix_socket"]] {
+        let mps = positive(&transfer["messages_per_sec"]).expect("messages_per_sec");
+        let bps = positive(&transfer["bytes_per_sec"]).expect("bytes_per_sec");
+        assert!((bps / mps - message_size as f64).abs() < 1e-6, "{v}");
+        let ratio = v["messages_per_sec"].as_f64().unwrap() / mps;
+        assert!(ratio.is_finite() && ratio > 0.0, "{v}");
+    }
+    let pipe_ratio = v["messages_per_sec"].as_f64().unwrap()
+        / v["peers"]["pipe"]["messages_per_sec"].as_f64().unwrap();
+    assert!((v["ratio_vs_pipe"].as_f64().unwrap() / pipe_ratio - 1.0).abs() < 1e-9);
+    let mps = v["messages_per_sec"].as_f64().unwrap();
+    let bps = v["bytes_per_sec"].as_f64().unwrap();
+    assert!((bps / mps - message_size as f64).abs() < 1e-6, "{v}");
+    let seconds = v["seconds"].as_f64().unwrap();
+    assert!((mps * seconds / messages as f64 - 1.0).abs() < 1e-6, "{v}");
+    // The cache-line floor needs two CPUs (then both sides are pinned).
+    let pinned = v["cpus"].as_array().is_some_and(|c| c.len() == 2);
+    let mut latencies = vec![&v["latency_ns"]];
+    if pinned {
+        latencies.push(&v["cache_line_ns"]);
+        assert!(positive(&v["latency_p50_vs_cache_line"]).is_some(), "{v}");
+    } else {
+        assert!(v["cache_line_ns"].is_null(), "{v}");
+    }
+    for latency in latencies {
+        let field = |name: &str| {
+            latency[name]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{name}: {v}"))
+        };
+        let (p50, p99, p999, max) = (field("p50"), field("p99"), field("p999"), field("max"));
+        assert!(0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max, "{v}");
+        let avg = positive(&latency["avg"]).expect("avg");
+        assert!(avg <= max as f64, "{v}");
+        assert!(field("samples") > 0, "{v}");
+    }
+    assert!(
+        v["buffer_size"]
+            .as_u64()
+            .is_some_and(|b| b.is_power_of_two())
+    );
+    assert!(v["batch"].as_u64().is_some_and(|b| b >= 1));
+}
+
 #[test]
-fn bench_json_reports_ring_and_pipe() {
+fn bench_json_reports_ring_peers_and_latency() {
     let out = run(
         &[
             "bench",
@@ -608,19 +667,41 @@ fn bench_json_reports_ring_and_pipe() {
     );
     assert!(out.status.success(), "{}", stderr_text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["message_size"], 64);
-    assert_eq!(v["messages"], 20000);
-    for rate in [
-        &v["messages_per_sec"],
-        &v["bytes_per_sec"],
-        &v["peers"]["pipe"]["messages_per_sec"],
-        &v["peers"]["pipe"]["bytes_per_sec"],
+    check_bench_json(&v, 64, 20000);
+    assert_eq!(v["buffer_size"], 64 * 1024);
+    assert_eq!(v["batch"], 1);
+}
+
+#[test]
+fn bench_prints_every_figure() {
+    let out = run(&["bench", "--iterations", "5000"], b"");
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "msg/s",
+        "GB/s",
+        "pipe",
+        "unix socket",
+        "avg",
+        "p50",
+        "p99.9",
+        "max",
+        "cache-line",
     ] {
-        assert!(rate.as_f64().is_some_and(|r| r > 0.0), "{v}");
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
-    let mps = v["messages_per_sec"].as_f64().unwrap();
-    let bps = v["bytes_per_sec"].as_f64().unwrap();
-    assert!((bps / mps - 64.0).abs() < 1e-6);
+    // No progress bar when stderr is not a terminal.
+    assert!(out.stderr.is_empty(), "{}", stderr_text(&out));
+}
+
+#[test]
+fn bench_refuses_bad_counts_and_sizes() {
+    let out = run(&["bench", "--iterations", "0"], b"");
+    assert_error(&out, 2, "at least 1");
+    let out = run(&["bench", "--buffer-size", "1000"], b"");
+    assert_error(&out, 2, "power of two");
+    let out = run(&["bench", "--batch", "0"], b"");
+    assert_error(&out, 2, "--batch");
 }
 
 #[test]
@@ -649,7 +730,6 @@ fn batched_bench_transfers_every_message() {
     );
     assert!(out.status.success(), "{}", stderr_text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["messages"], 10001);
+    check_bench_json(&v, 24, 10001);
     assert_eq!(v["batch"], 64);
-    assert_eq!(v["message_size"], 24);
 }
