@@ -733,3 +733,34 @@ fn batched_bench_transfers_every_message() {
     check_bench_json(&v, 24, 10001);
     assert_eq!(v["batch"], 64);
 }
+
+#[test]
+fn crash_json_reports_a_passed_experiment() {
+    for (role, mode) in [("producer", "points"), ("both", "random")] {
+        let out = run(
+            &[
+                "crash", "--role", role, "--mode", mode, "--kills", "30", "--json",
+            ],
+            b"",
+        );
+        assert!(out.status.success(), "crash: {}", stderr_text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["role"], role);
+        assert_eq!(report["mode"], mode);
+        assert_eq!(report["passed"], true);
+        assert!(report["kills"].as_u64().unwrap() > 0);
+        for zero in [
+            "lost",
+            "torn",
+            "duplicates_outside_batch",
+            "leaked_segments",
+        ] {
+            assert_eq!(report[zero], 0, "{zero}");
+        }
+        assert_eq!(report["committed"], report["delivered"]);
+        let points = report["crash_points"].as_array().unwrap();
+        if mode == "points" {
+            assert_eq!(points.len(), 6, "every producer crash point: {points:?}");
+        }
+    }
+}
