@@ -146,6 +146,56 @@ fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Reads the 8 bytes of a record header exactly once (volatile), as they lie
+/// in memory (split them with `from_ne_bytes`).
+///
+/// The data region of every shipped segment is 8-aligned, so this is one
+/// aligned 8-byte load; a [`Shared`] whose region is not falls back to bytes.
+///
+/// # Safety
+///
+/// `ptr` is valid for reads of 8 bytes that the protocol lets the caller read.
+#[inline(always)]
+unsafe fn read_header(ptr: *const u8) -> [u8; 8] {
+    let word = ptr.cast::<u64>();
+    if word.is_aligned() {
+        // SAFETY: the caller guarantees 8 readable bytes at `ptr`, and `word`
+        // is aligned (checked). Volatile: the header is read exactly once,
+        // into this local.
+        unsafe { word.read_volatile() }.to_ne_bytes()
+    } else {
+        let mut bytes = [0u8; 8];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            // SAFETY: i < 8 bytes inside the record header; volatile: the
+            // header is read exactly once, into this local.
+            *byte = unsafe { ptr.add(i).read_volatile() };
+        }
+        bytes
+    }
+}
+
+/// `dst.copy_from_slice(src)`, with copies of up to 16 bytes done inline by
+/// two overlapping fixed-size moves instead of a call to `memcpy`.
+#[inline(always)]
+fn copy_bytes(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    let dst = &mut dst[..n];
+    if n > 16 {
+        dst.copy_from_slice(src);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else if n >= 2 {
+        dst[..2].copy_from_slice(&src[..2]);
+        dst[n - 2..].copy_from_slice(&src[n - 2..]);
+    } else if n == 1 {
+        dst[0] = src[0];
+    }
+}
+
 /// The producing side of a ring.
 #[derive(Debug)]
 pub struct Producer<S: Shared> {
@@ -263,6 +313,15 @@ impl<S: Shared> Producer<S> {
         let record = record_size(len as u64);
         let offset = from & (self.capacity - 1);
         let to_end = self.capacity - offset;
+        // Fast path: the record fits before the end of the data region, the
+        // cached `head` leaves room for it, and `end` stays below the limit
+        // (the same checks as below, with no padding record to write).
+        let end = from + record;
+        if record <= to_end && end - self.cached_head <= self.capacity && end <= MAX_POSITION {
+            self.write_record_header(offset, len as u32, RECORD_MESSAGE);
+            self.shared.crash_point(CrashPoint::AfterReserve);
+            return Ok((offset as usize + RECORD_HEADER as usize, end));
+        }
         let padding = if record <= to_end { 0 } else { to_end };
         let end = from + padding + record;
         if end > MAX_POSITION {
@@ -345,9 +404,9 @@ impl<S: Shared> Producer<S> {
     pub fn push(&mut self, message: &[u8]) -> Result<(), Error> {
         let mut grant = self.reserve(message.len())?;
         let half = message.len() / 2;
-        grant[..half].copy_from_slice(&message[..half]);
+        copy_bytes(&mut grant[..half], &message[..half]);
         grant.producer.shared.crash_point(CrashPoint::MidPayload);
-        grant[half..].copy_from_slice(&message[half..]);
+        copy_bytes(&mut grant[half..], &message[half..]);
         grant.commit();
         Ok(())
     }
@@ -485,8 +544,16 @@ impl<S: Shared> Batch<'_, S> {
     /// Adds a `len`-byte record to the batch and gives it to write in place;
     /// the slice lives until the next call.
     pub fn reserve(&mut self, len: usize) -> Result<&mut [u8], Error> {
-        self.producer.usable()?;
-        if self.count > 0 {
+        if self.count == 0 {
+            self.producer.usable()?;
+        } else {
+            // `tail` is checked once per batch, at its first record: nothing
+            // in the batch stores it before the commit, and `closed` cannot
+            // change while the batch borrows the producer. A `claim` below
+            // may still have poisoned this side.
+            if let Some(what) = self.producer.poisoned {
+                return Err(Error::Corrupted(what));
+            }
             self.producer.shared.crash_point(CrashPoint::MidBatch);
         }
         let (payload, end) = self.producer.claim(self.end, len)?;
@@ -504,7 +571,7 @@ impl<S: Shared> Batch<'_, S> {
 
     /// Copies `message` into the batch.
     pub fn push(&mut self, message: &[u8]) -> Result<(), Error> {
-        self.reserve(message.len())?.copy_from_slice(message);
+        copy_bytes(self.reserve(message.len())?, message);
         Ok(())
     }
 
@@ -638,15 +705,11 @@ impl<S: Shared> Consumer<S> {
             }
             let available = self.cached_tail - from;
             let offset = from & (self.capacity - 1);
-            let mut bytes = [0u8; 8];
             // SAFETY: offset is 8-aligned and below capacity; `[from, cached_tail)`
             // is committed and ours to read (available >= 8 as both are aligned).
             let (_access, ptr) = unsafe { self.shared.data(offset as usize, 8, false) };
-            for (i, byte) in bytes.iter_mut().enumerate() {
-                // SAFETY: i < 8 bytes inside the record header; volatile: the
-                // header is read exactly once, into this local.
-                *byte = unsafe { ptr.add(i).read_volatile() };
-            }
+            // SAFETY: `ptr` is valid for the 8 header bytes (see above).
+            let bytes = unsafe { read_header(ptr) };
             let untrusted_len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
             let kind = u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
             let to_end = self.capacity - offset;
@@ -720,7 +783,7 @@ impl<S: Shared> Consumer<S> {
         let Some(dest) = buf.get_mut(..len) else {
             return Err(Error::BufferTooSmall { needed: len });
         };
-        dest.copy_from_slice(&read);
+        copy_bytes(dest, &read);
         read.release();
         Ok(len)
     }
@@ -842,7 +905,14 @@ pub struct ReadBatch<'a, S: Shared> {
 impl<S: Shared> ReadBatch<'_, S> {
     /// The next message; the slice lives until the next call.
     pub fn read(&mut self) -> Result<&[u8], Error> {
-        self.consumer.usable()?;
+        if self.count == 0 {
+            self.consumer.usable()?;
+        } else if let Some(what) = self.consumer.poisoned {
+            // `head` is checked once per batch, at its first read: nothing in
+            // the batch stores it before the release. A `find` may still have
+            // poisoned this side.
+            return Err(Error::Corrupted(what));
+        }
         self._access = None;
         let found = self.consumer.find(self.next)?;
         // SAFETY: `find` checked that the payload lies inside the data region
@@ -872,6 +942,38 @@ impl<S: Shared> ReadBatch<'_, S> {
         self._access = None;
         if self.count > 0 {
             self.consumer.release_to(self.next);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{copy_bytes, read_header};
+
+    #[test]
+    fn copy_bytes_copies_every_length_exactly() {
+        let src: [u8; 40] = core::array::from_fn(|i| i as u8 + 1);
+        for n in 0..=src.len() {
+            let mut dst = [0xEEu8; 48];
+            copy_bytes(&mut dst[..n], &src[..n]);
+            assert_eq!(&dst[..n], &src[..n], "length {n}");
+            assert!(
+                dst[n..].iter().all(|&b| b == 0xEE),
+                "length {n} wrote past the end"
+            );
+        }
+    }
+
+    #[test]
+    fn read_header_reads_the_bytes_as_they_lie_aligned_or_not() {
+        let words = [0x0102_0304_0506_0708u64, 0x1112_1314_1516_1718, 0];
+        let bytes: &[u8] = zerocopy::IntoBytes::as_bytes(&words[..]);
+        for start in 0..8 {
+            let mut want = [0u8; 8];
+            want.copy_from_slice(&bytes[start..start + 8]);
+            // SAFETY: `start + 8 <= 24` bytes of `words`, which we may read.
+            let got = unsafe { read_header(bytes[start..].as_ptr()) };
+            assert_eq!(got, want, "offset {start}");
         }
     }
 }
