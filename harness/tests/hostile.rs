@@ -20,7 +20,7 @@
 mod oracle;
 
 use std::io::{Read as _, Write as _};
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::fcntl::OFlag;
@@ -38,7 +38,7 @@ use ringproof::heap::{self, AlignedBuf, HeapError, HeapShared};
 use ringproof::layout::{
     CLOSED_OFFSET, HEAD_OFFSET, HEADER_SIZE, RECORD_MESSAGE, RECORD_PADDING, TAIL_OFFSET,
 };
-use ringproof::shm::{self, OpenMode, Segment, ShmConsumer, ShmError, ShmProducer};
+use ringproof::shm::{OpenMode, Segment, ShmConsumer, ShmError, ShmProducer};
 use ringproof::validate::AttachError;
 use ringproof::{Consumer, Corruption, Error, Producer};
 
@@ -52,22 +52,8 @@ fn serial() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A unique segment name, unlinked on drop (also when the test fails).
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, AtomicOrdering::Relaxed);
-        Name(format!("/ringproof-test-{tag}-{}-{n}", std::process::id()))
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = shm::unlink(&self.0);
-    }
-}
+/// A unique segment name, removed on drop (also when the test fails).
+use ringproof_harness::testing::TestName as Name;
 
 /// Writes `value` at byte `offset` of the segment, as a hostile peer would.
 fn scribble(buf: &AlignedBuf, offset: usize, value: &[u8]) {
@@ -582,7 +568,7 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
     let _serial = serial();
     let name = Name::new("trunc");
     let capacity = 16384u64;
-    let mut producer = ShmProducer::new(&name.0, capacity, OpenMode::Create).unwrap();
+    let mut producer = ShmProducer::new(name.name(), capacity, OpenMode::Create).unwrap();
     // 1000-byte payloads, 1008-byte records from data offset 0: records 0..2
     // end below file offset 4096 (384 + 3 * 1008 = 3408), record 3 crosses it.
     for i in 0..4u8 {
@@ -600,7 +586,7 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
             let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
             let mut ready = std::fs::File::from(ready_tx);
             let code = (|| {
-                let mut consumer = ShmConsumer::new(&name.0, 0, OpenMode::Open).ok()?;
+                let mut consumer = ShmConsumer::new(name.name(), 0, OpenMode::Open).ok()?;
                 ready.write_all(b"r").ok()?;
                 let mut go = [0u8; 1];
                 std::fs::File::from(go_rx).read_exact(&mut go).ok()?;
@@ -623,7 +609,7 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
             from_child.read_exact(&mut byte).unwrap();
             assert_eq!(&byte, b"r");
             // The hostile peer: open the same name and shrink it to one page.
-            let fd = shm_open(name.0.as_str(), OFlag::O_RDWR, Mode::empty()).unwrap();
+            let fd = shm_open(name.name(), OFlag::O_RDWR, Mode::empty()).unwrap();
             ftruncate(&fd, 4096).unwrap();
             drop(fd);
             std::fs::File::from(go_tx).write_all(b"g").unwrap();
@@ -647,11 +633,11 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
                 expected: HEADER_SIZE as u64 + capacity,
                 actual: 4096,
             };
-            let err = Segment::open(&name.0).unwrap_err();
+            let err = Segment::open(name.name()).unwrap_err();
             assert!(matches!(err, ShmError::Attach(e) if e == expected), "{err}");
-            let err = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap_err();
+            let err = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap_err();
             assert!(matches!(err, ShmError::Attach(e) if e == expected), "{err}");
-            let info = Segment::inspect(&name.0).unwrap();
+            let info = Segment::inspect(name.name()).unwrap();
             assert_eq!(info.file_size, 4096);
             assert_eq!(info.error, Some(expected));
             // Dropping the producer touches only the header page.

@@ -18,7 +18,7 @@
 mod oracle;
 
 use std::io::{Read as _, Write as _};
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 use oracle::{Model, Outcome, payload};
 use ringproof::heap::{self, AlignedBuf, HeapShared};
 use ringproof::layout::{HEAD_OFFSET, HEADER_SIZE, TAIL_OFFSET, max_message};
-use ringproof::shm::{self, OpenMode, Segment, ShmConsumer, ShmError, ShmProducer};
+use ringproof::shm::{OpenMode, Segment, ShmConsumer, ShmError, ShmProducer};
 use ringproof::spsc::MAX_POSITION;
 use ringproof::sync::{Ordering, Shared};
 use ringproof::{Consumer, Error, Producer};
@@ -68,22 +68,8 @@ fn config(cases: u32, regressions: &'static str) -> Config {
     }
 }
 
-/// A unique segment name, unlinked on drop (also when the test fails).
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, AtomicOrdering::Relaxed);
-        Name(format!("/ringproof-test-{tag}-{}-{n}", std::process::id()))
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = shm::unlink(&self.0);
-    }
-}
+/// A unique segment name, removed on drop (also when the test fails).
+use ringproof_harness::testing::TestName as Name;
 
 // ---------------------------------------------------------------------------
 // The reference state machine
@@ -721,7 +707,7 @@ fn two_process_case(capacity: u64, ops: &[Op]) {
     let name = Name::new("sm2");
     // Create the segment (and let go of the role) before forking, so the
     // child only opens, and no ring object is shared by both processes.
-    drop(ShmConsumer::new(&name.0, capacity, OpenMode::Create).expect("create"));
+    drop(ShmConsumer::new(name.name(), capacity, OpenMode::Create).expect("create"));
     let (rx, tx) = pipe().expect("pipe");
     // SAFETY: every other test in this binary waits on `SERIAL`, so no other
     // thread of ours runs user code; the child uses only its own stack, the
@@ -729,7 +715,8 @@ fn two_process_case(capacity: u64, ops: &[Op]) {
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => {
             drop(rx);
-            let report = match std::panic::catch_unwind(|| run_consumer(&name.0, ops, &stream)) {
+            let report = match std::panic::catch_unwind(|| run_consumer(name.name(), ops, &stream))
+            {
                 Ok(Ok(received)) => {
                     let (count, hash) = digest(received.iter().map(Vec::as_slice));
                     format!("ok {count} {hash}")
@@ -746,7 +733,7 @@ fn two_process_case(capacity: u64, ops: &[Op]) {
         ForkResult::Parent { child } => {
             drop(tx);
             let mut guard = Child(Some(child));
-            let producer = run_producer(&name.0, ops, &producer_results);
+            let producer = run_producer(name.name(), ops, &producer_results);
             let mut report = String::new();
             std::fs::File::from(rx)
                 .read_to_string(&mut report)
