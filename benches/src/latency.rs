@@ -83,16 +83,8 @@ pub fn ring(cfg: &PingPong) -> Result<Latency, BenchError> {
     };
     // Closing the ping ring ends the echo loop (also after a failure).
     let closed = ping.close();
-    // After a failure the peer may be blocked: kill it then.
-    let waited = if result.is_ok() {
-        child.wait()
-    } else {
-        drop(child);
-        Ok(())
-    };
-    let latency = result?;
+    let latency = child.finish(result)?;
     closed?;
-    waited?;
     Ok(latency)
 }
 
@@ -223,14 +215,5 @@ pub fn cache_line(round_trips: u64, pin: bool) -> Result<Latency, BenchError> {
         Ok(summary(&histogram))
     })();
     control.set(BALL, STOP);
-    // After a failure the peer may be blocked: kill it then.
-    let waited = if result.is_ok() {
-        child.wait()
-    } else {
-        drop(child);
-        Ok(())
-    };
-    let latency = result?;
-    waited?;
-    Ok(latency)
+    child.finish(result)
 }

@@ -122,6 +122,15 @@ where
 }
 
 impl Child {
+    /// Ends a measurement: after a success, waits for the child and reports
+    /// its failure; after a failure the child may be blocked, so it is killed
+    /// (by `Drop`) and the measurement's error returned.
+    pub(crate) fn finish<T>(self, result: Result<T, BenchError>) -> Result<T, BenchError> {
+        let value = result?;
+        self.wait()?;
+        Ok(value)
+    }
+
     /// Waits for the child to exit and maps a failure to an error.
     pub(crate) fn wait(mut self) -> Result<(), BenchError> {
         let Some(pid) = self.pid.take() else {

@@ -46,16 +46,7 @@ pub fn cross_process(cfg: &Transfer) -> Result<Throughput, BenchError> {
         let _pin = PinGuard::pin(consumer_cpu)?;
         consume(&mut consumer, cfg, &control)
     };
-    // A consumer that failed may leave the producer blocked: kill it then.
-    let waited = if result.is_ok() {
-        child.wait()
-    } else {
-        drop(child);
-        Ok(())
-    };
-    let throughput = result?;
-    waited?;
-    Ok(throughput)
+    child.finish(result)
 }
 
 /// Producer and consumer in two threads of this process over a heap ring

@@ -78,16 +78,7 @@ where
         let _pin = PinGuard::pin(consumer_cpu)?;
         consume(reader, cfg, &control)
     };
-    // A consumer that failed may leave the producer blocked: kill it then.
-    let waited = if result.is_ok() {
-        child.wait()
-    } else {
-        drop(child);
-        Ok(())
-    };
-    let throughput = result?;
-    waited?;
-    Ok(throughput)
+    child.finish(result)
 }
 
 fn produce<W: Write>(

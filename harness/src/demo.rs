@@ -248,7 +248,7 @@ pub fn child(args: &DemoChildArgs) -> Result<(), CliError> {
                     break;
                 }
                 Err(RingError::Full) => {
-                    peer::wait_room(&mut producer, len, OnConsumerDeath::Fail, None)?;
+                    peer::wait_room(&mut producer, len, OnConsumerDeath::Fail)?;
                 }
                 Err(e) => return Err(e.into()),
             }

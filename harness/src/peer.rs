@@ -1,38 +1,21 @@
 //! Waiting on the other side of a ring: blocking with peer-death detection,
 //! rate limiting, and names removed when they go out of scope.
 //!
-//! The ring's own blocking calls park for a bounded slice; between slices
-//! these helpers ask the kernel whether the peer's role lease is still held.
-//! A role's generation word tells "never came" (0) from "came and went".
+//! The waits are `ShmProducer::wait_room` and `ShmConsumer::wait_message`
+//! (bounded parks, with the peer's role lease checked between them); these
+//! helpers turn their outcomes into the CLI's exit codes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ringproof::shm::{self, Role, ShmConsumer, ShmProducer};
+use ringproof::Error as RingError;
+use ringproof::shm::{self, ShmConsumer, ShmError, ShmProducer};
 
 use crate::exit::CliError;
 use crate::size::human_duration;
 
-/// Longest single park before checking the peer again.
-pub const PARK: Duration = Duration::from_millis(50);
-
-/// Whether a consumer attached at some point and no live process holds the
-/// role now.
-pub fn consumer_gone(producer: &ShmProducer) -> Result<bool, CliError> {
-    // Acquire: pairs with the AcqRel bump of the generation when a consumer
-    // claims the role (`shm::Segment` bump_generation).
-    let came = producer.shared().generation(false).load(Ordering::Acquire) != 0;
-    Ok(came && !producer.segment().role_held(Role::Consumer)?)
-}
-
-/// Whether a producer attached at some point and no live process holds the
-/// role now.
-pub fn producer_gone(consumer: &ShmConsumer) -> Result<bool, CliError> {
-    // Acquire: pairs with the AcqRel bump of the generation when a producer
-    // claims the role.
-    let came = consumer.shared().generation(true).load(Ordering::Acquire) != 0;
-    Ok(came && !consumer.segment().role_held(Role::Producer)?)
-}
+/// Longest single wait of a producer that gives up when its consumer dies.
+const PARK: Duration = Duration::from_millis(50);
 
 /// What a producer waiting for room does when its consumer has died.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,35 +36,27 @@ pub enum Waited {
     TimedOut,
 }
 
-fn slice_until(deadline: Option<Instant>) -> Option<Duration> {
-    match deadline {
-        None => Some(PARK),
-        Some(deadline) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            (!left.is_zero()).then(|| left.min(PARK))
-        }
-    }
-}
-
-/// Waits until a `len`-byte message fits in the ring, up to `timeout`.
+/// Waits until a `len`-byte message fits in the ring.
 pub fn wait_room(
     producer: &mut ShmProducer,
     len: usize,
     on_death: OnConsumerDeath,
-    timeout: Option<Duration>,
-) -> Result<Waited, CliError> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+) -> Result<(), CliError> {
+    let slice = match on_death {
+        OnConsumerDeath::WaitForSuccessor => None,
+        OnConsumerDeath::Fail => Some(PARK),
+    };
     loop {
-        let Some(park) = slice_until(deadline) else {
-            return Ok(Waited::TimedOut);
-        };
-        if producer.wait_writable(len, Some(park))? {
-            return Ok(Waited::Ready);
-        }
-        if on_death == OnConsumerDeath::Fail && consumer_gone(producer)? {
-            return Err(CliError::peer_died(
-                "the consumer died while the ring was full",
-            ));
+        match producer.wait_room(len, slice) {
+            Ok(()) => return Ok(()),
+            Err(ShmError::Ring(RingError::TimedOut)) => {
+                if producer.consumer_gone()? {
+                    return Err(CliError::peer_died(
+                        "the consumer died while the ring was full",
+                    ));
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -93,21 +68,13 @@ pub fn wait_message(
     consumer: &mut ShmConsumer,
     timeout: Option<Duration>,
 ) -> Result<Waited, CliError> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let Some(park) = slice_until(deadline) else {
-            return Ok(Waited::TimedOut);
-        };
-        if consumer.wait_readable(Some(park))? {
-            return Ok(Waited::Ready);
-        }
-        // The producer's last commit happens before its lease is released,
-        // so re-check for a message after finding the role free.
-        if producer_gone(consumer)? && !consumer.wait_readable(Some(Duration::ZERO))? {
-            return Err(CliError::peer_died(
-                "the producer died without closing the ring (every message it committed was delivered)",
-            ));
-        }
+    match consumer.wait_message(timeout) {
+        Ok(()) => Ok(Waited::Ready),
+        Err(ShmError::Ring(RingError::TimedOut)) => Ok(Waited::TimedOut),
+        Err(ShmError::PeerDied(_)) => Err(CliError::peer_died(
+            "the producer died without closing the ring (every message it committed was delivered)",
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -48,7 +48,7 @@ pub fn send(args: &SendArgs) -> Result<(), CliError> {
             match producer.push(&buf[..n]) {
                 Ok(()) => break,
                 Err(RingError::Full) => {
-                    peer::wait_room(&mut producer, n, OnConsumerDeath::WaitForSuccessor, None)?;
+                    peer::wait_room(&mut producer, n, OnConsumerDeath::WaitForSuccessor)?;
                 }
                 Err(e) => return Err(CliError::from(e).context("sending")),
             }

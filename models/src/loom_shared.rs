@@ -73,11 +73,10 @@ struct Segment {
     wakeup: Condvar,
 }
 
-// SAFETY: the atomics, cells, mutex and condvar are loom's, which are shared
-// between loom threads by design; `bytes` is accessed only through pointers
-// from `Shared::data`, and every such access is covered by a loom cell guard,
-// so loom fails the model on any access that is not ordered with a
-// conflicting one. loom runs its threads one at a time on one OS thread.
+// The atomics, cells, mutex and condvar are loom's, shared between loom
+// threads by design; loom runs its threads one at a time on one OS thread.
+// SAFETY: `bytes` is accessed only through `Shared::data` pointers, each covered
+// by a loom cell guard, so loom fails the model on any unordered conflicting access.
 unsafe impl Sync for Segment {}
 // SAFETY: as above; nothing in `Segment` is tied to an OS thread.
 unsafe impl Send for Segment {}
@@ -181,6 +180,7 @@ unsafe impl Shared for LoomShared {
     }
 
     fn fence_seq_cst(&self) {
+        // SeqCst: the fence the protocol asks for; its pairs are named in spsc.rs.
         fence(Ordering::SeqCst);
     }
 
@@ -218,11 +218,13 @@ where
     builder.max_branches = 100_000;
     let start = Instant::now();
     builder.check(move || {
+        // Relaxed: a plain count, read after the model returns.
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         model();
     });
     eprintln!(
         "loom {name}: preemption bound {bound}, {} executions explored, {:.2?}",
+        // Relaxed: every model run has finished (`check` returned).
         executions.load(std::sync::atomic::Ordering::Relaxed),
         start.elapsed()
     );

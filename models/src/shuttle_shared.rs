@@ -199,6 +199,7 @@ unsafe impl Shared for ShuttleShared {
     }
 
     fn fence_seq_cst(&self) {
+        // SeqCst: the fence the protocol asks for; its pairs are named in spsc.rs.
         fence(Ordering::SeqCst);
     }
 

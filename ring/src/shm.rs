@@ -691,15 +691,37 @@ impl ShmProducer {
         message: &[u8],
         timeout: Option<Duration>,
     ) -> Result<(), ShmError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             match self.inner.push(message) {
                 Err(spsc::Error::Full) => {}
                 other => return other.map_err(ShmError::Ring),
             }
-            let park = park_slice(deadline)?;
-            self.inner.wait_writable(message.len(), Some(park))?;
+            self.wait_room(message.len(), timeout)?;
         }
+    }
+
+    /// Waits up to `timeout` (`None`: forever) until a `len`-byte message
+    /// fits; `Err(Ring(TimedOut))` when it passes. A dead consumer does not
+    /// end the wait: a successor takes its role over and releases.
+    pub fn wait_room(&mut self, len: usize, timeout: Option<Duration>) -> Result<(), ShmError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.inner.wait_writable(len, Some(park_slice(deadline)?))? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether a consumer has ever attached and none holds the role now.
+    pub fn consumer_gone(&self) -> Result<bool, ShmError> {
+        // Acquire: pairs with the bump in `bump_generation`.
+        let ever = self
+            .inner
+            .shared()
+            .generation(false)
+            .load(Ordering::Acquire)
+            != 0;
+        Ok(ever && !self.segment.role_held(Role::Consumer)?)
     }
 }
 
@@ -765,10 +787,28 @@ impl ShmConsumer {
     }
 
     /// Whether a producer has ever attached and none holds the role now.
-    fn producer_gone(&self) -> Result<bool, ShmError> {
+    pub fn producer_gone(&self) -> Result<bool, ShmError> {
         // Acquire: pairs with the bump in `bump_generation`.
         let ever = self.inner.shared().generation(true).load(Ordering::Acquire) != 0;
         Ok(ever && !self.segment.role_held(Role::Producer)?)
+    }
+
+    /// Waits up to `timeout` (`None`: forever) until [`Consumer::read`] would
+    /// not return `Empty` (a message, or the end of stream);
+    /// `Err(Ring(TimedOut))` when it passes. A producer that died without
+    /// closing is `Err(PeerDied)` once every committed message has been read.
+    pub fn wait_message(&mut self, timeout: Option<Duration>) -> Result<(), ShmError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.inner.wait_readable(Some(park_slice(deadline)?))? {
+                return Ok(());
+            }
+            // The producer's last commit happens before its lease is
+            // released, so re-check for a message after finding it gone.
+            if self.producer_gone()? && !self.inner.wait_readable(Some(Duration::ZERO))? {
+                return Err(ShmError::PeerDied(Role::Producer));
+            }
+        }
     }
 
     /// Waits up to `timeout` (`None`: forever) for the next message and
@@ -779,16 +819,8 @@ impl ShmConsumer {
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Read<'_, MemShared<Arc<Segment>>>, ShmError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            let park = park_slice(deadline)?;
-            if self.inner.wait_readable(Some(park))? {
-                return self.inner.read().map_err(ShmError::Ring);
-            }
-            if self.producer_gone()? && !self.inner.wait_readable(Some(Duration::ZERO))? {
-                return Err(ShmError::PeerDied(Role::Producer));
-            }
-        }
+        self.wait_message(timeout)?;
+        self.inner.read().map_err(ShmError::Ring)
     }
 }
 

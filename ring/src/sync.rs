@@ -211,10 +211,10 @@ pub struct MemShared<O = ()> {
     owner: O,
 }
 
-// SAFETY: MemShared is a (pointer, length) into memory every thread may
-// access plus an owner that is itself Send; all concurrent access to the
-// shared words goes through atomics and access to data bytes follows the
-// protocol's ownership rules.
+// MemShared is a (pointer, length) into memory every thread may access, plus
+// an owner that is itself Send.
+// SAFETY: all concurrent access to the shared words goes through atomics, and
+// access to data bytes follows the protocol's ownership rules.
 unsafe impl<O: Send> Send for MemShared<O> {}
 
 impl<O> MemShared<O> {
@@ -319,6 +319,8 @@ unsafe impl<O> Shared for MemShared<O> {
 
     #[inline(always)]
     fn fence_seq_cst(&self) {
+        // SeqCst: the Dekker fence of the park handshake; it pairs with the
+        // other side's fence (see `Producer::wake_consumer`, `Consumer::release_to`).
         core::sync::atomic::fence(Ordering::SeqCst);
     }
 

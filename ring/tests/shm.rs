@@ -11,6 +11,7 @@ struct Name(String);
 impl Name {
     fn new(tag: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        // Relaxed: only uniqueness matters; nothing else is published.
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Name(format!("/ringproof-test-{tag}-{}-{n}", std::process::id()))
     }
