@@ -4,13 +4,13 @@
 //! segment mapped; it only stops new ones from finding it. A segment whose
 //! producer or consumer role is held is in use and is kept unless `--force`.
 
-use ringproof::shm::{self, Inspection, Segment, ShmError};
+use ringproof::shm::{self, Entry, Removal, ShmError};
 
 use crate::cli::CleanArgs;
 use crate::exit::CliError;
 
-fn holders(i: &Inspection) -> &'static str {
-    match (i.producer_held, i.consumer_held) {
+fn holders(producer_held: bool, consumer_held: bool) -> &'static str {
+    match (producer_held, consumer_held) {
         (true, true) => "producer and consumer roles held",
         (true, false) => "producer role held",
         (false, true) => "consumer role held",
@@ -28,44 +28,64 @@ pub fn run(args: &CleanArgs) -> Result<(), CliError> {
 
 fn clean_one(name: &str, force: bool) -> Result<(), CliError> {
     let context = || format!("cannot remove {name}");
-    let inspection = Segment::inspect(name).map_err(|e| CliError::from(e).context(context()))?;
-    if !inspection.stale() && !force {
-        return Err(CliError::invalid(format!(
-            "segment {} is in use ({}); use --force to remove it anyway",
-            inspection.name,
-            holders(&inspection)
-        )));
+    let normalised = shm::validate_name(name).map_err(|e| CliError::from(e).context(context()))?;
+    if force {
+        shm::unlink(name).map_err(|e| CliError::from(e).context(context()))?;
+    } else {
+        match shm::remove_stale(name).map_err(|e| CliError::from(e).context(context()))? {
+            Removal::Removed => {}
+            Removal::InUse {
+                producer_held,
+                consumer_held,
+            } => {
+                return Err(CliError::invalid(format!(
+                    "segment {normalised} is in use ({}); use --force to remove it anyway",
+                    holders(producer_held, consumer_held)
+                )));
+            }
+        }
     }
-    shm::unlink(name).map_err(|e| CliError::from(e).context(context()))?;
-    println!("removed {}", inspection.name);
+    println!("removed {normalised}");
     Ok(())
 }
 
 fn clean_stale(prefix: Option<&str>) -> Result<(), CliError> {
     let prefix = prefix.map(|p| p.strip_prefix('/').unwrap_or(p));
-    let names = shm::list().map_err(|e| CliError::from(e).context("listing /dev/shm"))?;
+    let entries = shm::scan().map_err(|e| CliError::from(e).context("listing /dev/shm"))?;
     let mut removed = 0usize;
-    for name in names {
-        let bare = name.strip_prefix('/').unwrap_or(&name);
+    for entry in entries {
+        let name = match &entry {
+            Entry::Segment(name) | Entry::Skipped { name, .. } => name,
+        };
+        let bare = name.strip_prefix('/').unwrap_or(name);
         if prefix.is_some_and(|p| !bare.starts_with(p)) {
             continue;
         }
-        let inspection = match Segment::inspect(&name) {
-            Ok(i) => i,
-            // Removed meanwhile by its own last user.
-            Err(ShmError::NotFound(_)) => continue,
-            Err(e) => return Err(CliError::from(e).context(format!("inspecting {name}"))),
+        let name = match entry {
+            Entry::Segment(name) => name,
+            Entry::Skipped { name, reason } => {
+                println!("skipped {name} ({reason})");
+                continue;
+            }
         };
-        if !inspection.stale() {
-            println!("kept {name} (in use: {})", holders(&inspection));
-            continue;
-        }
-        match shm::unlink(&name) {
-            Ok(()) => {
+        match shm::remove_stale(&name) {
+            Ok(Removal::Removed) => {
                 println!("removed {name}");
                 removed += 1;
             }
+            Ok(Removal::InUse {
+                producer_held,
+                consumer_held,
+            }) => println!(
+                "kept {name} (in use: {})",
+                holders(producer_held, consumer_held)
+            ),
+            // Removed meanwhile by its own last user.
             Err(ShmError::NotFound(_)) => {}
+            // Not ours, or no longer a segment: say so and go on.
+            Err(e @ (ShmError::NotASegment { .. } | ShmError::Untrusted { .. })) => {
+                println!("skipped {name} ({e})");
+            }
             Err(e) => return Err(CliError::from(e).context(format!("removing {name}"))),
         }
     }

@@ -45,7 +45,6 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -58,7 +57,7 @@ use serde::Serialize;
 use crate::exit::CliError;
 
 use ringproof::layout::{MIN_CAPACITY, record_size};
-use ringproof::shm::{self, OpenMode, Role, Segment, ShmError};
+use ringproof::shm::{self, Claim, OpenMode, Role, Segment, ShmError};
 use ringproof::spsc::{Consumer, Error as RingError, Producer};
 use ringproof::sync::{CrashPoint, MemShared, Shared};
 
@@ -476,7 +475,7 @@ pub struct Progress {
 /// crossing of `point`. It also counts the crossings of every point.
 #[derive(Debug)]
 pub struct CrashShared {
-    inner: MemShared<Arc<Segment>>,
+    inner: MemShared<Claim>,
     armed: Option<CrashPoint>,
     left: Cell<u64>,
     crossings: [Cell<u64>; CrashPoint::ALL.len()],
@@ -484,7 +483,7 @@ pub struct CrashShared {
 
 impl CrashShared {
     /// Wraps `inner`; `arm` is the point and the crossing (1-based) to die at.
-    pub fn new(inner: MemShared<Arc<Segment>>, arm: Option<(CrashPoint, u64)>) -> Self {
+    pub fn new(inner: MemShared<Claim>, arm: Option<(CrashPoint, u64)>) -> Self {
         CrashShared {
             inner,
             armed: arm.map(|(point, _)| point),
@@ -494,7 +493,7 @@ impl CrashShared {
     }
 
     /// The wrapped view.
-    pub fn inner(&self) -> &MemShared<Arc<Segment>> {
+    pub fn inner(&self) -> &MemShared<Claim> {
         &self.inner
     }
 
@@ -511,7 +510,7 @@ fn point_index(point: CrashPoint) -> usize {
         .unwrap_or(0)
 }
 
-type Inner = MemShared<Arc<Segment>>;
+type Inner = MemShared<Claim>;
 
 // SAFETY: every method delegates to `MemShared`, whose guarantees (constant
 // power-of-two capacity, valid data pointers, distinct words) carry over
@@ -855,16 +854,11 @@ fn ring_exit(e: RingError) -> i32 {
 }
 
 fn producer_child(spec: &ChildSpec, side: &Side) -> i32 {
-    let Ok((segment, _lease)) =
-        shm::claim(&spec.name, spec.capacity, Role::Producer, OpenMode::Open)
-    else {
+    let Ok(shared) = shm::claim(&spec.name, spec.capacity, Role::Producer, OpenMode::Open) else {
         return EXIT_CLAIM;
     };
-    let Ok(shared) = segment.shared() else {
-        return EXIT_CLAIM;
-    };
-    // Acquire: pairs with the AcqRel bump done by our own claim.
-    let generation = shared.generation(true).load(Ordering::Acquire);
+    // Relaxed: our own claim bumped it, earlier in this thread.
+    let generation = shared.generation(true).load(Ordering::Relaxed);
     // Relaxed: read by the driver after `waitpid`.
     side.p_gen.store(u64::from(generation), Ordering::Relaxed);
     let mut producer = match Producer::new(CrashShared::new(shared, spec.arm)) {
@@ -985,16 +979,11 @@ fn produce(p: &mut Producer<CrashShared>, spec: &ChildSpec, side: &Side) -> Resu
 }
 
 fn consumer_child(spec: &ChildSpec, side: &Side) -> i32 {
-    let Ok((segment, _lease)) =
-        shm::claim(&spec.name, spec.capacity, Role::Consumer, OpenMode::Open)
-    else {
+    let Ok(shared) = shm::claim(&spec.name, spec.capacity, Role::Consumer, OpenMode::Open) else {
         return EXIT_CLAIM;
     };
-    let Ok(shared) = segment.shared() else {
-        return EXIT_CLAIM;
-    };
-    // Acquire: pairs with the AcqRel bump done by our own claim.
-    let generation = shared.generation(false).load(Ordering::Acquire);
+    // Relaxed: our own claim bumped it, earlier in this thread.
+    let generation = shared.generation(false).load(Ordering::Relaxed);
     // Relaxed: read by the driver after `waitpid`.
     side.c_gen.store(u64::from(generation), Ordering::Relaxed);
     let mut consumer = match Consumer::new(CrashShared::new(shared, spec.arm)) {

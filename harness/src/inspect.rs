@@ -51,19 +51,26 @@ pub struct Report {
 
 impl From<&Inspection> for Report {
     fn from(i: &Inspection) -> Self {
-        let valid = i.error.is_none();
-        let when_valid = |v: u64| valid.then_some(v);
+        // The header decides whether the fields mean anything; the
+        // positions, whether `used` does.
+        let header_valid = i.error.is_none();
+        let valid = i.valid();
+        let when_valid = |v: u64| header_valid.then_some(v);
         Report {
             name: i.name.clone(),
             file_size: i.file_size,
             valid,
-            error: i.error.map(|e| e.to_string()),
+            error: match (i.error, i.position_error) {
+                (Some(e), _) => Some(e.to_string()),
+                (None, Some(e)) => Some(e.to_string()),
+                (None, None) => None,
+            },
             capacity: when_valid(i.capacity),
             max_message: when_valid(i.max_message),
             head: when_valid(i.head),
             tail: when_valid(i.tail),
-            used: when_valid(i.used),
-            closed: valid.then_some(i.closed),
+            used: valid.then_some(i.used),
+            closed: header_valid.then_some(i.closed),
             producer: RoleReport {
                 held: i.producer_held,
                 generation: i.producer_gen,
@@ -103,14 +110,21 @@ pub fn text(r: &Report) -> String {
             let _ = writeln!(s, "valid        no: {e}");
         }
     }
-    if let (Some(capacity), Some(max), Some(head), Some(tail), Some(used), Some(closed)) =
-        (r.capacity, r.max_message, r.head, r.tail, r.used, r.closed)
+    if let (Some(capacity), Some(max), Some(head), Some(tail), Some(closed)) =
+        (r.capacity, r.max_message, r.head, r.tail, r.closed)
     {
         let _ = writeln!(s, "capacity     {} ({capacity} bytes)", human(capacity));
         let _ = writeln!(s, "max message  {max} bytes");
         let _ = writeln!(s, "head         {head}");
         let _ = writeln!(s, "tail         {tail}");
-        let _ = writeln!(s, "used         {used} bytes");
+        match r.used {
+            Some(used) => {
+                let _ = writeln!(s, "used         {used} bytes");
+            }
+            None => {
+                let _ = writeln!(s, "used         unknown (positions invalid)");
+            }
+        }
         let _ = writeln!(s, "closed       {}", yes_no(closed));
     }
     let _ = writeln!(s, "producer     {}", role_line(&r.producer));
@@ -132,7 +146,7 @@ pub fn run(args: &InspectArgs) -> Result<(), CliError> {
     } else {
         print!("{}", text(&report));
     }
-    match inspection.error {
+    match report.error {
         None => Ok(()),
         Some(e) => Err(CliError::invalid(format!(
             "segment {} is invalid: {e}",

@@ -35,6 +35,21 @@ impl TestName {
         std::path::Path::new("/dev/shm").join(self.bare())
     }
 
+    /// Creates a file of this name holding `bytes`, owner-only (mode 0600)
+    /// as ringproof creates its segments, and fully allocated: a stand-in
+    /// for a segment some other program wrote.
+    pub fn create_file(&self, bytes: &[u8]) {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.path())
+            .expect("create a test segment file");
+        file.write_all(bytes).expect("write a test segment file");
+    }
+
     /// Whether a segment of this name exists.
     pub fn exists(&self) -> bool {
         self.path().exists()

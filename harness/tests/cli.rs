@@ -492,7 +492,7 @@ fn corrupt_header_is_exit_2() {
 #[test]
 fn too_small_segment_is_exit_2() {
     let name = TestName::new("small");
-    std::fs::write(name.path(), [0x5Au8; 10]).unwrap();
+    name.create_file(&[0x5Au8; 10]);
     for args in [
         &["inspect", "--name", name.name()][..],
         &["recv", "--name", name.name()],

@@ -37,11 +37,15 @@
 //! ```text
 //!  0               4               8
 //!  +---------------+---------------+-------------------------------+
-//!  |  len (u32)    |  kind (u32)   |  payload (len bytes) + pad    |
+//!  |  len (u32)    |  tag (u32)    |  payload (len bytes) + pad    |
 //!  +---------------+---------------+-------------------------------+
 //! ```
 //!
-//! `kind` is [`RECORD_MESSAGE`] or [`RECORD_PADDING`]. A padding record fills
+//! `tag` is the record's kind, [`RECORD_MESSAGE`] or [`RECORD_PADDING`],
+//! XORed with the lap of the record's own position ([`record_tag`]): a record
+//! left from an earlier lap never reads as one of this lap, so a `tail`
+//! pushed ahead by exactly a capacity is `Corrupted`, not stale data
+//! delivered again. A padding record fills
 //! the space from its position to the end of the data region when a message
 //! does not fit before the wrap; its `len` is that space minus 8.
 //! All integers are native-endian (the segment never leaves the host).
@@ -52,7 +56,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// The first eight bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"RINGPRF\0";
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Size of the header in bytes; the data region starts here.
 pub const HEADER_SIZE: usize = 384;
 /// Cache-line separation between the shared indices (two 64-byte lines).
@@ -179,6 +183,22 @@ pub const fn record_size(len: u64) -> u64 {
     RECORD_HEADER + len.div_ceil(RECORD_ALIGN) * RECORD_ALIGN
 }
 
+/// The lap of `position`: how many times the data region was filled before
+/// it, truncated to 32 bits (`position >> log2(capacity)`).
+#[inline(always)]
+pub const fn lap(position: u64, capacity: u64) -> u32 {
+    (position >> capacity.trailing_zeros()) as u32
+}
+
+/// The second word of the header of a record of `kind` that starts at
+/// `position`: `kind ^ lap(position)`. The consumer XORs the word it finds
+/// with the lap it expects and gets `kind` back only for a record written in
+/// this lap.
+#[inline(always)]
+pub const fn record_tag(kind: u32, position: u64, capacity: u64) -> u32 {
+    kind ^ lap(position, capacity)
+}
+
 /// Total segment size for a data region of `capacity` bytes.
 pub const fn segment_size(capacity: u64) -> u64 {
     HEADER_SIZE as u64 + capacity
@@ -254,6 +274,20 @@ mod tests {
         assert!(Header::new(MAX_CAPACITY * 2).is_none());
         assert!(Header::new(MIN_CAPACITY).is_some());
         assert!(Header::new(MAX_CAPACITY).is_some());
+    }
+
+    #[test]
+    fn record_tags_differ_from_lap_to_lap_and_give_the_kind_back() {
+        let cap = 4096;
+        assert_eq!(record_tag(RECORD_MESSAGE, 0, cap), RECORD_MESSAGE);
+        assert_eq!(record_tag(RECORD_MESSAGE, cap - 8, cap), RECORD_MESSAGE);
+        assert_eq!(record_tag(RECORD_MESSAGE, cap, cap), RECORD_MESSAGE ^ 1);
+        assert_eq!(lap(5 * cap + 16, cap), 5);
+        for position in [0, 8, cap, 3 * cap + 24, (1 << 40) + 8] {
+            let tag = record_tag(RECORD_PADDING, position, cap);
+            assert_eq!(tag ^ lap(position, cap), RECORD_PADDING);
+            assert_ne!(record_tag(RECORD_PADDING, position + cap, cap), tag);
+        }
     }
 
     #[test]

@@ -34,7 +34,8 @@ use core::ops::{Deref, DerefMut};
 use core::time::Duration;
 
 use crate::layout::{
-    RECORD_ALIGN, RECORD_HEADER, RECORD_MESSAGE, RECORD_PADDING, max_message, record_size,
+    RECORD_ALIGN, RECORD_HEADER, RECORD_MESSAGE, RECORD_PADDING, lap, max_message, record_size,
+    record_tag,
 };
 use crate::sync::{CrashPoint, Ordering, Shared, Word32, Word64};
 
@@ -318,7 +319,7 @@ impl<S: Shared> Producer<S> {
         // (the same checks as below, with no padding record to write).
         let end = from + record;
         if record <= to_end && end - self.cached_head <= self.capacity && end <= MAX_POSITION {
-            self.write_record_header(offset, len as u32, RECORD_MESSAGE);
+            self.write_record_header(from, len as u32, RECORD_MESSAGE);
             self.shared.crash_point(CrashPoint::AfterReserve);
             return Ok((offset as usize + RECORD_HEADER as usize, end));
         }
@@ -334,19 +335,21 @@ impl<S: Shared> Producer<S> {
             }
         }
         if padding != 0 {
-            self.write_record_header(offset, (padding - RECORD_HEADER) as u32, RECORD_PADDING);
+            self.write_record_header(from, (padding - RECORD_HEADER) as u32, RECORD_PADDING);
         }
         let start = (offset + padding) & (self.capacity - 1);
-        self.write_record_header(start, len as u32, RECORD_MESSAGE);
+        self.write_record_header(from + padding, len as u32, RECORD_MESSAGE);
         self.shared.crash_point(CrashPoint::AfterReserve);
         Ok((start as usize + RECORD_HEADER as usize, end))
     }
 
+    /// Writes the header of a record of `kind` that starts at `position`.
     #[inline]
-    fn write_record_header(&self, offset: u64, len: u32, kind: u32) {
+    fn write_record_header(&self, position: u64, len: u32, kind: u32) {
+        let offset = position & (self.capacity - 1);
         let mut bytes = [0u8; 8];
         bytes[..4].copy_from_slice(&len.to_ne_bytes());
-        bytes[4..].copy_from_slice(&kind.to_ne_bytes());
+        bytes[4..].copy_from_slice(&record_tag(kind, position, self.capacity).to_ne_bytes());
         // SAFETY: offset is 8-aligned and below capacity, so 8 bytes fit; the
         // bytes lie in our free space (`claim` checked `end - head <= capacity`).
         let (_access, ptr) = unsafe { self.shared.data(offset as usize, 8, true) };
@@ -711,7 +714,10 @@ impl<S: Shared> Consumer<S> {
             // SAFETY: `ptr` is valid for the 8 header bytes (see above).
             let bytes = unsafe { read_header(ptr) };
             let untrusted_len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-            let kind = u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+            // A record of another lap (stale bytes under a `tail` pushed
+            // ahead by a capacity) gives no known kind back.
+            let kind = u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]])
+                ^ lap(from, self.capacity);
             let to_end = self.capacity - offset;
             match kind {
                 RECORD_PADDING => {

@@ -1,0 +1,411 @@
+//! The two sides of a shared-memory ring: taking a role (create, open, or a
+//! producer's reclaim of a finished stream), the blocking calls, and leaving
+//! (removing the name when the last side leaves a finished stream).
+//!
+//! Every way of taking a role ends the same way: claim the role's lease,
+//! then confirm under the name lock that the name still refers to our file
+//! ([`Segment::confirm`]), then bump the role's generation. Every removal of
+//! the name happens under the name lock after checking that no role is held
+//! and that the name still refers to the file (see `docs/LAYOUT.md`,
+//! lifecycle).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+use super::lease::Lease;
+use super::segment::Segment;
+use super::{Role, ShmError, validate_name};
+use crate::spsc::{self, Consumer, Producer, Read};
+use crate::sync::{MemShared, Ordering, Shared};
+
+/// Longest single park in the blocking calls; between parks they check
+/// whether the peer is still alive.
+const PARK: Duration = Duration::from_millis(50);
+/// How many times a side retries when the name changes under it (removed, or
+/// created anew) while it takes a role.
+const NAME_RETRIES: usize = 8;
+
+/// How a shared-memory side is obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the segment; fail if it exists.
+    Create,
+    /// Open an existing segment; fail if absent.
+    Open,
+    /// Create it if absent, else open it.
+    CreateOrOpen,
+}
+
+/// What keeps a claimed side's memory and role: the segment and the lease.
+/// See [`claim`].
+#[derive(Debug)]
+pub struct Claim {
+    segment: Arc<Segment>,
+    lease: Lease,
+}
+
+impl Claim {
+    /// The mapped segment.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// The role's lease.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+}
+
+/// Takes `role` of `name` as [`ShmProducer::new`] and [`ShmConsumer::new`]
+/// do (see [`OpenMode`]; `capacity` is used only when creating), and returns
+/// the one view of the segment for that role, so that a caller can run
+/// [`Producer`] or [`Consumer`] over its own [`Shared`] wrapping it. The
+/// view owns the role's lease: the role is held while it lives, and no
+/// second view for the role exists. Unlike the `Shm*` types, nothing here
+/// removes the name: the caller does.
+pub fn claim(
+    name: &str,
+    capacity: u64,
+    role: Role,
+    mode: OpenMode,
+) -> Result<MemShared<Claim>, ShmError> {
+    let (segment, lease) = acquire(name, capacity, role, mode)?;
+    segment.checked_view(Claim {
+        segment: Arc::clone(&segment),
+        lease,
+    })
+}
+
+fn acquire(
+    name: &str,
+    capacity: u64,
+    role: Role,
+    mode: OpenMode,
+) -> Result<(Arc<Segment>, Lease), ShmError> {
+    let name = validate_name(name)?;
+    for _ in 0..NAME_RETRIES {
+        let taken = match mode {
+            OpenMode::Create => create(&name, capacity, role),
+            OpenMode::Open => open_role(&name, role),
+            OpenMode::CreateOrOpen => create_or_open(&name, capacity, role),
+        }?;
+        if let Some(taken) = taken {
+            return Ok(taken);
+        }
+    }
+    Err(ShmError::Os(
+        "taking a role: the name keeps changing",
+        Errno::EAGAIN,
+    ))
+}
+
+/// A role taken, or `None` when the name changed under us (retry).
+type Taken = Option<(Arc<Segment>, Lease)>;
+
+fn create(name: &str, capacity: u64, role: Role) -> Result<Taken, ShmError> {
+    let (segment, lease) = Segment::create(name, capacity, role)?;
+    // A `clean` that ran between our create and our role claim removed the
+    // name: start again.
+    Ok(segment.confirm()?.then(|| (Arc::new(segment), lease)))
+}
+
+fn open_role(name: &str, role: Role) -> Result<Taken, ShmError> {
+    let segment = Arc::new(Segment::open(name)?);
+    let lease = segment.claim(role)?;
+    if !segment.confirm()? {
+        // The segment we opened lost its name before our role was held (its
+        // last side left, or `clean` removed it): it is not the stream
+        // anybody will find by this name.
+        return Ok(None);
+    }
+    segment.bump_generation(role);
+    Ok(Some((segment, lease)))
+}
+
+/// Opens `name`, creating it with `capacity` when absent. For a producer, a
+/// segment that nobody else holds and whose stream is closed and drained is
+/// finished: it is removed and created afresh.
+fn create_or_open(name: &str, capacity: u64, role: Role) -> Result<Taken, ShmError> {
+    match create(name, capacity, role) {
+        Err(ShmError::AlreadyExists(_)) => {}
+        other => return other,
+    }
+    let (segment, lease) = match open_role(name, role) {
+        Ok(Some(taken)) => taken,
+        Ok(None) | Err(ShmError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // A producer starts a new stream over a finished one; a consumer must
+    // see that stream's end instead.
+    if role == Role::Producer && finished(&segment.shared()?) {
+        let removed = segment.remove_name_unless(|s| s.role_held(Role::Consumer))?;
+        if removed {
+            return Ok(None);
+        }
+    }
+    Ok(Some((segment, lease)))
+}
+
+/// Whether the stream is closed and every message released.
+fn finished<O>(shared: &MemShared<O>) -> bool {
+    // Relaxed (all three): a decision about the name only; no record is read
+    // on the strength of these values. A stale `closed` or `head` makes the
+    // caller keep the segment (a later leaver or `clean` removes it).
+    let closed = shared.closed().load(Ordering::Relaxed) != 0;
+    let tail = shared.tail().load(Ordering::Relaxed);
+    closed && shared.head().load(Ordering::Relaxed) == tail
+}
+
+/// Lets go of `lease` and removes the name when we leave last and nothing is
+/// left to read. A segment the other side never attached to stays, so that
+/// a consumer that comes late still finds the end of the stream.
+///
+/// The lease is dropped while the name lock is held: of two sides leaving at
+/// once, the first to take the lock still sees the other's role held and
+/// keeps the name; the second sees no role held and removes it.
+fn leave(segment: &Segment, lease: Lease, closed_and_drained: bool) {
+    let role = lease.role();
+    let other = role.other();
+    let _ = segment.remove_name_unless(|s| {
+        drop(lease);
+        Ok(!closed_and_drained || !s.ever_claimed(other) || s.role_held(other)?)
+    });
+}
+
+/// The next park's length: [`PARK`], or less before a deadline.
+fn park_slice(deadline: Option<Instant>) -> Result<Duration, ShmError> {
+    match deadline {
+        None => Ok(PARK),
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Err(ShmError::Ring(spsc::Error::TimedOut))
+            } else {
+                Ok(left.min(PARK))
+            }
+        }
+    }
+}
+
+/// When a wait of `timeout` started now ends; `None` (never) for no timeout
+/// or one too long to represent.
+fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+/// Whether the peer in `role` came and is gone now. `came` remembers that it
+/// was seen (its generation not zero, or its role held), so that a peer that
+/// zeroes its generation before it dies is still seen gone.
+fn peer_gone(
+    segment: &Segment,
+    role: Role,
+    came: &core::cell::Cell<bool>,
+) -> Result<bool, ShmError> {
+    if segment.role_held(role)? {
+        came.set(true);
+        return Ok(false);
+    }
+    if segment.ever_claimed(role) {
+        came.set(true);
+    }
+    Ok(came.get())
+}
+
+/// The producer side of a shared-memory ring; derefs to [`Producer`].
+#[derive(Debug)]
+pub struct ShmProducer {
+    inner: Producer<MemShared<Arc<Segment>>>,
+    segment: Arc<Segment>,
+    lease: Option<Lease>,
+    consumer_came: core::cell::Cell<bool>,
+}
+
+impl ShmProducer {
+    /// Takes the producer role of `name` (see [`OpenMode`]); `capacity` is
+    /// used only when creating.
+    pub fn new(name: &str, capacity: u64, mode: OpenMode) -> Result<Self, ShmError> {
+        let (segment, lease) = acquire(name, capacity, Role::Producer, mode)?;
+        let inner = Producer::new(segment.shared()?)?;
+        if inner.is_closed() {
+            return Err(ShmError::Ring(spsc::Error::Closed));
+        }
+        Ok(ShmProducer {
+            inner,
+            segment,
+            lease: Some(lease),
+            consumer_came: core::cell::Cell::new(false),
+        })
+    }
+
+    /// The mapped segment.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// Copies `message` into the ring, waiting for room up to `timeout`
+    /// (`None`: forever). A consumer that died leaves the ring full until a
+    /// successor takes its role over, so this keeps waiting for one.
+    pub fn push_blocking(
+        &mut self,
+        message: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<(), ShmError> {
+        let deadline = deadline(timeout);
+        loop {
+            match self.inner.push(message) {
+                Err(spsc::Error::Full) => {}
+                other => return other.map_err(ShmError::Ring),
+            }
+            self.wait_room_until(message.len(), deadline)?;
+        }
+    }
+
+    /// Waits up to `timeout` (`None`: forever) until a `len`-byte message
+    /// fits; `Err(Ring(TimedOut))` when it passes. A dead consumer does not
+    /// end the wait: a successor takes its role over and releases. A stream
+    /// that another process marked closed ends it with `Err(Ring(Closed))`.
+    pub fn wait_room(&mut self, len: usize, timeout: Option<Duration>) -> Result<(), ShmError> {
+        self.wait_room_until(len, deadline(timeout))
+    }
+
+    fn wait_room_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<(), ShmError> {
+        loop {
+            if self.inner.wait_writable(len, Some(park_slice(deadline)?))? {
+                return Ok(());
+            }
+            // Only this producer closes the stream: `closed` set by anyone
+            // else means nobody will read what we wait to write.
+            // Relaxed: nothing is read on the strength of it.
+            if self.inner.shared().closed().load(Ordering::Relaxed) != 0 {
+                return Err(ShmError::Ring(spsc::Error::Closed));
+            }
+        }
+    }
+
+    /// Whether a consumer has ever attached and none holds the role now.
+    pub fn consumer_gone(&self) -> Result<bool, ShmError> {
+        peer_gone(&self.segment, Role::Consumer, &self.consumer_came)
+    }
+}
+
+impl std::ops::Deref for ShmProducer {
+    type Target = Producer<MemShared<Arc<Segment>>>;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for ShmProducer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
+
+impl Drop for ShmProducer {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            leave(&self.segment, lease, finished(self.inner.shared()));
+        }
+    }
+}
+
+/// The consumer side of a shared-memory ring; derefs to [`Consumer`].
+#[derive(Debug)]
+pub struct ShmConsumer {
+    inner: Consumer<MemShared<Arc<Segment>>>,
+    segment: Arc<Segment>,
+    lease: Option<Lease>,
+    producer_came: core::cell::Cell<bool>,
+}
+
+impl ShmConsumer {
+    /// Takes the consumer role of `name` (see [`OpenMode`]); `capacity` is
+    /// used only when creating.
+    pub fn new(name: &str, capacity: u64, mode: OpenMode) -> Result<Self, ShmError> {
+        let (segment, lease) = acquire(name, capacity, Role::Consumer, mode)?;
+        let inner = Consumer::new(segment.shared()?)?;
+        Ok(ShmConsumer {
+            inner,
+            segment,
+            lease: Some(lease),
+            producer_came: core::cell::Cell::new(false),
+        })
+    }
+
+    /// The mapped segment.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// Whether a producer has ever attached and none holds the role now. A
+    /// producer seen once counts as come even if its generation word is
+    /// later overwritten.
+    pub fn producer_gone(&self) -> Result<bool, ShmError> {
+        peer_gone(&self.segment, Role::Producer, &self.producer_came)
+    }
+
+    /// Waits up to `timeout` (`None`: forever) until [`Consumer::read`] would
+    /// not return `Empty` (a message, or the end of stream);
+    /// `Err(Ring(TimedOut))` when it passes. A producer that died without
+    /// closing is `Err(PeerDied)` once every committed message has been read.
+    pub fn wait_message(&mut self, timeout: Option<Duration>) -> Result<(), ShmError> {
+        let deadline = deadline(timeout);
+        loop {
+            if self.inner.wait_readable(Some(park_slice(deadline)?))? {
+                return Ok(());
+            }
+            // The producer's last commit happens before its lease is
+            // released, so re-check for a message after finding it gone.
+            if self.producer_gone()? && !self.inner.wait_readable(Some(Duration::ZERO))? {
+                return Err(ShmError::PeerDied(Role::Producer));
+            }
+        }
+    }
+
+    /// Waits up to `timeout` (`None`: forever) for the next message and
+    /// reads it in place. End of stream is `Err(Ring(Closed))`; a producer
+    /// that died without closing is `Err(PeerDied)` once every committed
+    /// message has been read.
+    pub fn read_blocking(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Read<'_, MemShared<Arc<Segment>>>, ShmError> {
+        self.wait_message(timeout)?;
+        self.inner.read().map_err(ShmError::Ring)
+    }
+}
+
+impl std::ops::Deref for ShmConsumer {
+    type Target = Consumer<MemShared<Arc<Segment>>>;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for ShmConsumer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
+
+impl Drop for ShmConsumer {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            leave(&self.segment, lease, finished(self.inner.shared()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_too_long_to_represent_waits_forever() {
+        assert_eq!(deadline(Some(Duration::MAX)), None);
+        assert_eq!(deadline(None), None);
+        assert!(deadline(Some(Duration::from_secs(1))).is_some());
+    }
+}

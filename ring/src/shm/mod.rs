@@ -1,0 +1,213 @@
+//! POSIX shared-memory segments: create, open, role leases, leaving.
+//!
+//! This module owns the mapping and the file descriptor; it hands the checked
+//! region to [`crate::spsc`] through [`MemShared`](crate::sync::MemShared)
+//! and never touches records.
+//!
+//! - [`lease`]: the kernel-held locks on bytes 0, 1 (the producer's and the
+//!   consumer's role) and 2 (the name lock) of the segment file.
+//! - [`segment`]: one file: exclusive create (mode 0600, every page
+//!   preallocated, the header published by one Release store of the magic),
+//!   open (waiting for a creator that is alive; checking type, owner, mode
+//!   and allocation before trusting a byte), whether the name still refers
+//!   to it, removal of stale names, `/dev/shm` scans.
+//! - [`endpoint`]: the two sides: taking a role, blocking calls, leaving.
+//!
+//! The lifecycle rules (who waits for whom, who removes the name and when)
+//! are written in `docs/LAYOUT.md` for peers in other languages.
+
+use std::fmt;
+use std::string::{String, ToString};
+
+use nix::errno::Errno;
+
+use crate::spsc;
+use crate::validate::AttachError;
+
+pub mod endpoint;
+pub mod lease;
+pub mod segment;
+
+pub use endpoint::{Claim, OpenMode, ShmConsumer, ShmProducer, claim};
+pub use lease::{CONSUMER_LOCK_BYTE, Lease, NAME_LOCK_BYTE, PRODUCER_LOCK_BYTE};
+pub use segment::{Entry, Inspection, Removal, Segment, list, remove_stale, scan, unlink};
+
+/// A side of the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The writing side.
+    Producer,
+    /// The reading side.
+    Consumer,
+}
+
+impl Role {
+    /// The other side.
+    pub fn other(self) -> Role {
+        match self {
+            Role::Producer => Role::Consumer,
+            Role::Consumer => Role::Producer,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        })
+    }
+}
+
+/// Why a shared-memory operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ShmError {
+    /// The name is empty, too long, or holds `/` (other than first) or NUL.
+    InvalidName(String),
+    /// The capacity is not a power of two in the accepted range.
+    InvalidCapacity(u64),
+    /// No segment has this name.
+    NotFound(String),
+    /// A segment with this name exists already.
+    AlreadyExists(String),
+    /// The OS refused access (mode, owner).
+    PermissionDenied(String),
+    /// Another live process holds this role.
+    RoleTaken(Role),
+    /// `/dev/shm` has no room for the segment.
+    NoSpace {
+        /// Bytes the segment needs.
+        needed: u64,
+    },
+    /// The segment's header is invalid.
+    Attach(AttachError),
+    /// A ring operation failed.
+    Ring(spsc::Error),
+    /// The producer went away without closing the ring (after every committed
+    /// message was delivered).
+    PeerDied(Role),
+    /// Another OS error, with what was being done.
+    Os(&'static str, Errno),
+    /// Something that is not a segment has the name.
+    NotASegment {
+        /// Normalised name.
+        name: String,
+        /// What it is ("a directory", "a symbolic link", "a FIFO", …).
+        what: &'static str,
+    },
+    /// The segment file is not one this user can trust: another user owns
+    /// it, or its mode lets other users in.
+    Untrusted {
+        /// Normalised name.
+        name: String,
+        /// Which check failed.
+        reason: String,
+    },
+    /// The segment file has holes: writing there could kill us with `SIGBUS`.
+    NotPreallocated {
+        /// Normalised name.
+        name: String,
+        /// Size of the file.
+        size: u64,
+        /// Bytes allocated to it.
+        allocated: u64,
+    },
+    /// The segment was never initialised and no process is initialising it
+    /// (its creator died): `ringproof clean --stale` removes it.
+    NeverInitialised(String),
+}
+
+impl fmt::Display for ShmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShmError::InvalidName(name) => write!(
+                f,
+                "invalid segment name {name:?}: use 1 to 255 characters, no '/' except a leading one, no NUL"
+            ),
+            ShmError::InvalidCapacity(cap) => write!(
+                f,
+                "invalid ring size {cap}: must be a power of two from {} to {} bytes",
+                crate::layout::MIN_CAPACITY,
+                crate::layout::MAX_CAPACITY
+            ),
+            ShmError::NotFound(name) => write!(f, "no shared-memory segment named {name}"),
+            ShmError::AlreadyExists(name) => write!(f, "segment {name} exists already"),
+            ShmError::PermissionDenied(name) => write!(f, "permission denied for segment {name}"),
+            ShmError::RoleTaken(role) => {
+                write!(f, "the {role} role is held by another live process")
+            }
+            ShmError::NoSpace { needed } => write!(
+                f,
+                "not enough space in /dev/shm for a {needed}-byte segment (hint: use a smaller ring, or enlarge /dev/shm, e.g. docker run --shm-size=256m)"
+            ),
+            ShmError::Attach(e) => write!(f, "invalid segment: {e}"),
+            ShmError::Ring(e) => e.fmt(f),
+            ShmError::PeerDied(role) => write!(f, "the {role} died without closing the ring"),
+            ShmError::Os(what, errno) => write!(f, "{what}: {}", errno.desc()),
+            ShmError::NotASegment { name, what } => {
+                write!(f, "{name} is {what}, not a shared-memory segment")
+            }
+            ShmError::Untrusted { name, reason } => write!(
+                f,
+                "refusing segment {name}: {reason}; remove it if you did not create it"
+            ),
+            ShmError::NotPreallocated {
+                name,
+                size,
+                allocated,
+            } => write!(
+                f,
+                "refusing segment {name}: only {allocated} of its {size} bytes are allocated (it was not created by ringproof, which preallocates)"
+            ),
+            ShmError::NeverInitialised(name) => write!(
+                f,
+                "segment {name} was never initialised and its creator is gone (ringproof clean --stale removes it)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ShmError {}
+
+impl From<spsc::Error> for ShmError {
+    fn from(e: spsc::Error) -> Self {
+        ShmError::Ring(e)
+    }
+}
+
+/// Checks a segment name and returns it with its leading `/`.
+pub fn validate_name(name: &str) -> Result<String, ShmError> {
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    if bare.is_empty() || bare.len() > 255 || bare.contains('/') || bare.contains('\0') {
+        return Err(ShmError::InvalidName(name.to_string()));
+    }
+    if bare == "." || bare == ".." {
+        return Err(ShmError::InvalidName(name.to_string()));
+    }
+    let mut out = String::with_capacity(bare.len() + 1);
+    out.push('/');
+    out.push_str(bare);
+    Ok(out)
+}
+
+pub(crate) fn os_error(name: &str, what: &'static str, errno: Errno) -> ShmError {
+    match errno {
+        Errno::ENOENT => ShmError::NotFound(name.to_string()),
+        Errno::EEXIST => ShmError::AlreadyExists(name.to_string()),
+        Errno::EACCES | Errno::EPERM => ShmError::PermissionDenied(name.to_string()),
+        Errno::ENOSPC => ShmError::NoSpace { needed: 0 },
+        Errno::EINVAL | Errno::ENAMETOOLONG => ShmError::InvalidName(name.to_string()),
+        // `shm_open` opens with `O_NOFOLLOW`.
+        Errno::ELOOP => ShmError::NotASegment {
+            name: name.to_string(),
+            what: "a symbolic link",
+        },
+        Errno::EISDIR => ShmError::NotASegment {
+            name: name.to_string(),
+            what: "a directory",
+        },
+        other => ShmError::Os(what, other),
+    }
+}

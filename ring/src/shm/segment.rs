@@ -1,0 +1,676 @@
+//! One segment file: create, open (waiting for its creator), checks of the
+//! file itself (type, owner, mode, allocated size), the mapping, the header's
+//! publication, and its name (whether the name still refers to this file).
+//!
+//! This module never runs the ring protocol: it hands the checked view to
+//! [`super::endpoint`] and to `inspect`.
+#![allow(clippy::disallowed_types)] // the magic and the generation words live here, outside the protocol.
+
+use std::ffi::c_void;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::ptr::NonNull;
+use std::string::{String, ToString};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::{Duration, Instant};
+use std::vec::Vec;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap, shm_open, shm_unlink};
+use nix::sys::stat::{FileStat, Mode, fstat};
+use zerocopy::IntoBytes;
+
+use super::lease::{Lease, NameLock, any_role_held, role_held_on};
+use super::{Role, ShmError, os_error, validate_name};
+use crate::layout::{
+    CONSUMER_GEN_OFFSET, HEADER_SIZE, Header, MAGIC, PRODUCER_GEN_OFFSET, capacity_ok, max_message,
+    segment_size,
+};
+use crate::spsc::{self, Consumer};
+use crate::sync::{MemShared, Ordering, Shared};
+use crate::validate::{AttachError, attach};
+
+/// How long an opener waits for the creator of a segment that is not
+/// initialised yet once no process holds a role of it (a creator takes its
+/// role right after creating the file). While a role is held, the creator
+/// is alive and the opener waits for as long as it takes.
+const INIT_WAIT: Duration = Duration::from_secs(2);
+/// Between two looks at a segment that is being initialised.
+const INIT_POLL: Duration = Duration::from_millis(1);
+
+/// A mapped segment: descriptor, mapping, and the identity of its file.
+#[derive(Debug)]
+pub struct Segment {
+    name: String,
+    fd: OwnedFd,
+    map: NonNull<c_void>,
+    len: usize,
+    /// `(st_dev, st_ino)` of the file, to tell whether the name still refers to it.
+    id: (u64, u64),
+}
+
+// SAFETY: the mapping is process-wide memory; concurrent access to it goes
+// through atomics and the ring protocol. The fd is an ordinary owned fd.
+unsafe impl Send for Segment {}
+// SAFETY: as above; `&Segment` exposes only raw pointers and fd queries.
+unsafe impl Sync for Segment {}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: `map`/`len` came from one successful mmap and are unmapped
+        // once; no MemShared over it outlives the Arc that owns this Segment.
+        let _ = unsafe { munmap(self.map, self.len) };
+    }
+}
+
+/// What [`Segment::inspect`] reads from a live segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// Normalised name.
+    pub name: String,
+    /// Real size of the segment file.
+    pub file_size: u64,
+    /// Result of [`attach`] (`None` when it passed).
+    pub error: Option<AttachError>,
+    /// What a side attaching now would find wrong with `head` and `tail`
+    /// (`None` when they are consistent, or when the header is invalid).
+    pub position_error: Option<spsc::Error>,
+    /// Data region size (0 when the header is invalid).
+    pub capacity: u64,
+    /// Largest message.
+    pub max_message: u64,
+    /// Released position.
+    pub head: u64,
+    /// Committed position.
+    pub tail: u64,
+    /// Committed bytes not yet released (0 unless the positions are consistent).
+    pub used: u64,
+    /// End-of-stream flag.
+    pub closed: bool,
+    /// Producer generation.
+    pub producer_gen: u32,
+    /// Consumer generation.
+    pub consumer_gen: u32,
+    /// Whether a live process holds the producer role.
+    pub producer_held: bool,
+    /// Whether a live process holds the consumer role.
+    pub consumer_held: bool,
+}
+
+impl Inspection {
+    /// No live process holds either role: nobody will ever use this segment
+    /// unless a new process attaches.
+    pub fn stale(&self) -> bool {
+        !self.producer_held && !self.consumer_held
+    }
+
+    /// Whether the header and the positions are both valid.
+    pub fn valid(&self) -> bool {
+        self.error.is_none() && self.position_error.is_none()
+    }
+}
+
+/// What a look at a segment found.
+enum Look {
+    /// Initialised, checked and mapped.
+    Ready(Segment),
+    /// Its creator has not published the header yet.
+    Initialising {
+        /// Whether a live process holds a role (the creator takes one first).
+        creator_alive: bool,
+    },
+}
+
+/// What [`remove_stale`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// The name is gone.
+    Removed,
+    /// A live process holds a role; the segment was kept.
+    InUse {
+        /// The producer role is held.
+        producer_held: bool,
+        /// The consumer role is held.
+        consumer_held: bool,
+    },
+}
+
+/// An entry of `/dev/shm` as [`scan`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A ringproof segment of this user (its name, with a leading `/`).
+    Segment(String),
+    /// Something that is not, or cannot be checked to be, one of ours.
+    Skipped {
+        /// Name with a leading `/`.
+        name: String,
+        /// Why it was skipped.
+        reason: String,
+    },
+}
+
+/// Names a file type for an error message.
+fn file_kind(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => "a directory",
+        libc::S_IFLNK => "a symbolic link",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFCHR | libc::S_IFBLK => "a device",
+        _ => "not a regular file",
+    }
+}
+
+/// The checks on the file itself, before any byte of it is trusted: a
+/// regular file, owned by our effective user, with no access for group or
+/// others. A name another user created first (squatting) is refused.
+fn check_file(name: &str, stat: &FileStat) -> Result<(), ShmError> {
+    let mode = stat.st_mode;
+    if mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(ShmError::NotASegment {
+            name: name.to_string(),
+            what: file_kind(mode),
+        });
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if stat.st_uid != euid {
+        return Err(ShmError::Untrusted {
+            name: name.to_string(),
+            reason: std::format!("it is owned by uid {}, not by uid {euid}", stat.st_uid),
+        });
+    }
+    if mode & 0o077 != 0 {
+        return Err(ShmError::Untrusted {
+            name: name.to_string(),
+            reason: std::format!(
+                "its mode {:04o} lets other users in (ringproof creates 0600)",
+                mode & 0o7777
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Every byte of the file is allocated: touching a hole of a file larger
+/// than the room left in `/dev/shm` would kill us with `SIGBUS`.
+fn check_allocated(name: &str, stat: &FileStat) -> Result<(), ShmError> {
+    let size = u64::try_from(stat.st_size).unwrap_or(0);
+    let allocated = u64::try_from(stat.st_blocks)
+        .unwrap_or(0)
+        .saturating_mul(512);
+    if allocated < size {
+        return Err(ShmError::NotPreallocated {
+            name: name.to_string(),
+            size,
+            allocated,
+        });
+    }
+    Ok(())
+}
+
+fn file_id(stat: &FileStat) -> (u64, u64) {
+    (stat.st_dev, stat.st_ino)
+}
+
+fn stat_fd(fd: &OwnedFd, name: &str) -> Result<FileStat, ShmError> {
+    fstat(fd.as_fd()).map_err(|e| os_error(name, "fstat", e))
+}
+
+/// Opens `name` for reading and writing. `shm_open` adds `O_NOFOLLOW`;
+/// `O_NONBLOCK` keeps a FIFO at the name from blocking the open (it is then
+/// refused by [`check_file`]).
+fn open_fd(name: &str) -> Result<OwnedFd, ShmError> {
+    shm_open(name, OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
+        .map_err(|e| os_error(name, "shm_open", e))
+}
+
+/// The identity of the file `name` refers to now, `None` when there is none.
+fn named_id(name: &str) -> Result<Option<(u64, u64)>, ShmError> {
+    match shm_open(name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()) {
+        Ok(fd) => Ok(Some(file_id(&stat_fd(&fd, name)?))),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(os_error(name, "shm_open", e)),
+    }
+}
+
+impl Segment {
+    fn map(name: String, fd: OwnedFd, len: usize, id: (u64, u64)) -> Result<Segment, ShmError> {
+        if len < HEADER_SIZE {
+            return Err(ShmError::Attach(AttachError::TooSmall { len }));
+        }
+        let Some(length) = NonZeroUsize::new(len) else {
+            return Err(ShmError::Attach(AttachError::TooSmall { len }));
+        };
+        // SAFETY: a fresh shared mapping of our own fd; no Rust object aliases it yet.
+        let map = unsafe {
+            mmap(
+                None,
+                length,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd.as_fd(),
+                0,
+            )
+        }
+        .map_err(|e| os_error(&name, "mmap", e))?;
+        Ok(Segment {
+            name,
+            fd,
+            map,
+            len,
+            id,
+        })
+    }
+
+    /// Opens an existing segment by name and checks the file and its header.
+    ///
+    /// A segment whose creator has not published its header yet (empty, or
+    /// magic still zero) is waited for: for as long as a live process holds
+    /// one of its roles (the creator takes its role first), else for two
+    /// seconds, after which it is [`ShmError::NeverInitialised`].
+    pub fn open(name: &str) -> Result<Segment, ShmError> {
+        let name = validate_name(name)?;
+        let mut creator_gone_since: Option<Instant> = None;
+        loop {
+            match Self::look(&name)? {
+                Look::Ready(segment) => return Ok(segment),
+                Look::Initialising { creator_alive } => {
+                    if creator_alive {
+                        creator_gone_since = None;
+                    } else if creator_gone_since
+                        .get_or_insert_with(Instant::now)
+                        .elapsed()
+                        >= INIT_WAIT
+                    {
+                        return Err(ShmError::NeverInitialised(name));
+                    }
+                    std::thread::sleep(INIT_POLL);
+                }
+            }
+        }
+    }
+
+    /// One look at `name`: checked and mapped, or still being initialised.
+    fn look(name: &str) -> Result<Look, ShmError> {
+        let fd = open_fd(name)?;
+        let stat = stat_fd(&fd, name)?;
+        check_file(name, &stat)?;
+        let size = usize::try_from(stat.st_size).unwrap_or(0);
+        if size == 0 {
+            // The creator has not sized it yet.
+            let creator_alive = any_role_held(&fd, name)?;
+            return Ok(Look::Initialising { creator_alive });
+        }
+        if size < HEADER_SIZE {
+            return Err(ShmError::Attach(AttachError::TooSmall { len: size }));
+        }
+        let segment = Self::map(name.to_string(), fd, size, file_id(&stat))?;
+        if !segment.magic_published() {
+            let creator_alive = any_role_held(&segment.fd, name)?;
+            return Ok(Look::Initialising { creator_alive });
+        }
+        // The creator allocates every page before it publishes the magic, so
+        // a hole now is not a creator at work: refuse it before touching the
+        // data region.
+        check_allocated(name, &stat_fd(&segment.fd, name)?)?;
+        segment.check()?;
+        Ok(Look::Ready(segment))
+    }
+
+    /// The magic, as an atomic word: published once by the creator.
+    fn magic_word(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is page-aligned and at least HEADER_SIZE bytes,
+        // so its first 8 bytes are an aligned u64 that lives as long as self;
+        // every concurrent access to it is atomic (the creator's store, the
+        // openers' loads) or happens after an Acquire load saw it published.
+        unsafe { AtomicU64::from_ptr(self.map.as_ptr().cast()) }
+    }
+
+    /// Whether the creator has published the header.
+    fn magic_published(&self) -> bool {
+        // Acquire: pairs with the Release store of the magic in `initialise`;
+        // the header bytes written before it are visible once we see it.
+        self.magic_word().load(Ordering::Acquire) != 0
+    }
+
+    /// Runs [`attach`] on the mapping.
+    fn check(&self) -> Result<(), ShmError> {
+        self.checked_view(()).map(|_| ())
+    }
+
+    /// Creates a fresh segment exclusively, claiming `role` before anything
+    /// else. `name` is already validated.
+    pub(super) fn create(
+        name: &str,
+        capacity: u64,
+        role: Role,
+    ) -> Result<(Segment, Lease), ShmError> {
+        if !capacity_ok(capacity) {
+            return Err(ShmError::InvalidCapacity(capacity));
+        }
+        let len = segment_size(capacity);
+        let fd = shm_open(
+            name,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL,
+            Mode::S_IRUSR | Mode::S_IWUSR,
+        )
+        .map_err(|e| os_error(name, "shm_open", e))?;
+        let id = file_id(&stat_fd(&fd, name)?);
+        let lease = match Lease::claim(&fd, role) {
+            Ok(lease) => lease,
+            Err(e) => {
+                remove_if_named(&fd, name, id);
+                return Err(e);
+            }
+        };
+        let sized = (|| {
+            let size =
+                libc::off_t::try_from(len).map_err(|_| ShmError::InvalidCapacity(capacity))?;
+            nix::unistd::ftruncate(fd.as_fd(), size).map_err(|e| os_error(name, "ftruncate", e))?;
+            match nix::fcntl::posix_fallocate(fd.as_fd(), 0, size) {
+                Ok(()) => Ok(()),
+                Err(Errno::ENOSPC) => Err(ShmError::NoSpace { needed: len }),
+                Err(e) => Err(os_error(name, "posix_fallocate", e)),
+            }
+        })();
+        if let Err(e) = sized {
+            remove_if_named(&fd, name, id);
+            return Err(e);
+        }
+        let fd_for_cleanup = fd.try_clone().ok();
+        let segment = match Segment::map(name.to_string(), fd, len as usize, id) {
+            Ok(segment) => segment,
+            Err(e) => {
+                if let Some(fd) = fd_for_cleanup {
+                    remove_if_named(&fd, name, id);
+                }
+                return Err(e);
+            }
+        };
+        segment.initialise(capacity);
+        segment.bump_generation(role);
+        Ok((segment, lease))
+    }
+
+    /// Writes a fresh header and publishes it with one Release store of the
+    /// magic.
+    fn initialise(&self, capacity: u64) {
+        let Some(header) = Header::new(capacity) else {
+            return;
+        };
+        let bytes = header.as_bytes();
+        let base: *mut u8 = self.map.as_ptr().cast();
+        // SAFETY: the mapping is at least HEADER_SIZE bytes and no other
+        // process reads past the magic before it is published below.
+        unsafe { std::ptr::copy_nonoverlapping(bytes[8..].as_ptr(), base.add(8), HEADER_SIZE - 8) };
+        // Release: publishes the header bytes written above; pairs with the
+        // Acquire load in `magic_published`.
+        self.magic_word()
+            .store(u64::from_ne_bytes(MAGIC), Ordering::Release);
+    }
+
+    /// The checked view, with `owner` keeping the memory alive. Each ring
+    /// side gets its view from here exactly once, under its role's lease.
+    pub(super) fn checked_view<O>(&self, owner: O) -> Result<MemShared<O>, ShmError> {
+        // SAFETY: the mapping is readable for `len` bytes while self lives.
+        let checked =
+            unsafe { attach(self.map.as_ptr().cast(), self.len) }.map_err(ShmError::Attach)?;
+        // SAFETY: every caller passes an owner that keeps `self` (and so the
+        // mapping) alive, or drops the view before `self`.
+        Ok(unsafe { MemShared::new(checked, owner) })
+    }
+
+    /// The view over an `Arc` of this segment.
+    pub(super) fn shared(self: &Arc<Self>) -> Result<MemShared<Arc<Segment>>, ShmError> {
+        self.checked_view(Arc::clone(self))
+    }
+
+    /// The generation word of `role`.
+    fn generation(&self, role: Role) -> &AtomicU32 {
+        let offset = match role {
+            Role::Producer => PRODUCER_GEN_OFFSET,
+            Role::Consumer => CONSUMER_GEN_OFFSET,
+        };
+        // SAFETY: every Segment maps at least HEADER_SIZE bytes (`map`
+        // refuses less) from a page-aligned address, so the generation words
+        // are aligned u32s inside the mapping, which lives as long as self;
+        // every access to them is atomic.
+        unsafe { AtomicU32::from_ptr(self.map.as_ptr().cast::<u8>().add(offset).cast()) }
+    }
+
+    /// Bumps `role`'s generation: done once by each new holder of the role.
+    pub(super) fn bump_generation(&self, role: Role) {
+        // Relaxed: a counter only the role holder writes; readers (a peer
+        // telling whether the role was ever taken, `inspect`) read no other
+        // memory on the strength of it.
+        self.generation(role).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether `role` was ever claimed (its generation is not zero).
+    pub(super) fn ever_claimed(&self, role: Role) -> bool {
+        // Relaxed: see `bump_generation`.
+        self.generation(role).load(Ordering::Relaxed) != 0
+    }
+
+    /// Normalised name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Takes `role` of this segment, or `RoleTaken`.
+    pub(super) fn claim(&self, role: Role) -> Result<Lease, ShmError> {
+        Lease::claim(&self.fd, role)
+    }
+
+    /// Whether a live process (this one included) holds `role`.
+    pub fn role_held(&self, role: Role) -> Result<bool, ShmError> {
+        role_held_on(&self.fd, &self.name, role)
+    }
+
+    /// Whether the name still refers to this segment's file.
+    fn named(&self) -> Result<bool, ShmError> {
+        Ok(named_id(&self.name)? == Some(self.id))
+    }
+
+    /// After taking a role: whether the name still refers to our file, checked
+    /// under the name lock. `false` means the name was removed (or taken by a
+    /// newer file) before our role was held: the caller lets go and retries.
+    pub(super) fn confirm(&self) -> Result<bool, ShmError> {
+        let _lock = NameLock::take(&self.fd, &self.name)?;
+        self.named()
+    }
+
+    /// Removes the name if it still refers to this file and `keep` is false,
+    /// both checked under the name lock.
+    pub(super) fn remove_name_unless(
+        &self,
+        keep: impl FnOnce(&Segment) -> Result<bool, ShmError>,
+    ) -> Result<bool, ShmError> {
+        let _lock = NameLock::take(&self.fd, &self.name)?;
+        if keep(self)? || !self.named()? {
+            return Ok(false);
+        }
+        match shm_unlink(self.name.as_str()) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(true),
+            Err(e) => Err(os_error(&self.name, "shm_unlink", e)),
+        }
+    }
+
+    /// Reads the header, the positions and the role leases.
+    pub fn inspect(name: &str) -> Result<Inspection, ShmError> {
+        let name = validate_name(name)?;
+        let fd = open_fd(&name)?;
+        let stat = stat_fd(&fd, &name)?;
+        check_file(&name, &stat)?;
+        let file_size = u64::try_from(stat.st_size).unwrap_or(0);
+        let mut out = Inspection {
+            name: name.clone(),
+            file_size,
+            error: None,
+            position_error: None,
+            capacity: 0,
+            max_message: 0,
+            head: 0,
+            tail: 0,
+            used: 0,
+            closed: false,
+            producer_gen: 0,
+            consumer_gen: 0,
+            producer_held: role_held_on(&fd, &name, Role::Producer)?,
+            consumer_held: role_held_on(&fd, &name, Role::Consumer)?,
+        };
+        if (file_size as usize) < HEADER_SIZE {
+            out.error = Some(AttachError::TooSmall {
+                len: file_size as usize,
+            });
+            return Ok(out);
+        }
+        let segment = Segment::map(name, fd, file_size as usize, file_id(&stat))?;
+        if !segment.magic_published() {
+            out.error = Some(AttachError::BadMagic { zero: true });
+            return Ok(out);
+        }
+        check_allocated(&segment.name, &stat_fd(&segment.fd, &segment.name)?)?;
+        let view = match segment.checked_view(()) {
+            Err(ShmError::Attach(e)) => {
+                out.error = Some(e);
+                return Ok(out);
+            }
+            Err(e) => return Err(e),
+            Ok(view) => view,
+        };
+        out.capacity = view.capacity();
+        out.max_message = max_message(out.capacity);
+        // Relaxed (all loads below): a snapshot for display; no other memory
+        // is read on the strength of these values.
+        out.head = view.head().load(Ordering::Relaxed);
+        out.tail = view.tail().load(Ordering::Relaxed);
+        out.closed = view.closed().load(Ordering::Relaxed) != 0;
+        out.producer_gen = segment.generation(Role::Producer).load(Ordering::Relaxed);
+        out.consumer_gen = segment.generation(Role::Consumer).load(Ordering::Relaxed);
+        // The checks a side runs when it attaches, on the same positions.
+        out.position_error = Consumer::new(view).err();
+        if out.position_error.is_none() {
+            out.used = out.tail.wrapping_sub(out.head);
+        }
+        Ok(out)
+    }
+}
+
+/// Removes `name` if it still refers to the file open as `fd` (identity
+/// `id`): the clean-up of a create that failed half-way.
+fn remove_if_named(fd: &OwnedFd, name: &str, id: (u64, u64)) {
+    let Ok(_lock) = NameLock::take(fd, name) else {
+        return;
+    };
+    if matches!(named_id(name), Ok(Some(now)) if now == id) {
+        let _ = shm_unlink(name);
+    }
+}
+
+/// Removes the name of a segment nobody uses: no live process holds a role,
+/// checked under the name lock, so a process taking a role meanwhile either
+/// keeps it (we see its role) or finds the name gone and retries. Works on
+/// segments whose header is invalid or was never initialised too; refuses
+/// files that are not ours ([`ShmError::NotASegment`], [`ShmError::Untrusted`]).
+pub fn remove_stale(name: &str) -> Result<Removal, ShmError> {
+    let name = validate_name(name)?;
+    let fd = open_fd(&name)?;
+    let stat = stat_fd(&fd, &name)?;
+    check_file(&name, &stat)?;
+    let id = file_id(&stat);
+    let _lock = NameLock::take(&fd, &name)?;
+    let producer_held = role_held_on(&fd, &name, Role::Producer)?;
+    let consumer_held = role_held_on(&fd, &name, Role::Consumer)?;
+    if producer_held || consumer_held {
+        return Ok(Removal::InUse {
+            producer_held,
+            consumer_held,
+        });
+    }
+    if named_id(&name)? != Some(id) {
+        // Removed, and perhaps created anew, since we opened it.
+        return Err(ShmError::NotFound(name));
+    }
+    match shm_unlink(name.as_str()) {
+        Ok(()) => Ok(Removal::Removed),
+        Err(e) => Err(os_error(&name, "shm_unlink", e)),
+    }
+}
+
+/// Removes a segment's name whatever holds it (`clean --force`). Processes
+/// that have it mapped keep their mapping.
+pub fn unlink(name: &str) -> Result<(), ShmError> {
+    let name = validate_name(name)?;
+    shm_unlink(name.as_str()).map_err(|e| os_error(&name, "shm_unlink", e))
+}
+
+/// Every entry of `/dev/shm`: our ringproof segments, and what was skipped
+/// because it is not a regular file or not ours. Regular files of ours that
+/// do not start with the ringproof magic are other programs' and are left
+/// out. Nothing here blocks: FIFOs and symbolic links are never opened.
+pub fn scan() -> Result<Vec<Entry>, ShmError> {
+    let dir = std::fs::read_dir("/dev/shm").map_err(|e| {
+        ShmError::Os(
+            "read_dir(/dev/shm)",
+            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )
+    })?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Ok(file_name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let name = std::format!("/{file_name}");
+        let skipped = |reason: String| Entry::Skipped {
+            name: name.clone(),
+            reason,
+        };
+        // `symlink_metadata`: a link is described, not followed.
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue; // removed meanwhile
+        };
+        if !meta.file_type().is_file() {
+            out.push(skipped(file_kind(meta.mode()).to_string()));
+            continue;
+        }
+        if meta.uid() != euid {
+            out.push(skipped(std::format!("owned by uid {}", meta.uid())));
+            continue;
+        }
+        let mut magic = [0u8; 8];
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(entry.path());
+        let Ok(mut file) = file else {
+            continue; // removed meanwhile
+        };
+        if std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == MAGIC {
+            out.push(Entry::Segment(name));
+        }
+    }
+    out.sort_by(|a, b| entry_name(a).cmp(entry_name(b)));
+    Ok(out)
+}
+
+fn entry_name(entry: &Entry) -> &str {
+    match entry {
+        Entry::Segment(name) | Entry::Skipped { name, .. } => name,
+    }
+}
+
+/// Names (with a leading `/`) of every ringproof segment of ours in `/dev/shm`.
+pub fn list() -> Result<Vec<String>, ShmError> {
+    Ok(scan()?
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Segment(name) => Some(name),
+            Entry::Skipped { .. } => None,
+        })
+        .collect())
+}
