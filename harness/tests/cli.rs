@@ -590,6 +590,120 @@ fn clean_stale_removes_only_segments_nobody_holds() {
     let _ = sender.finish();
 }
 
+/// Runs to completion, failing the test if it takes more than a minute
+/// (a `clean` that blocks on a FIFO never ends).
+fn run_bounded(args: &[&str]) -> Output {
+    let mut child = Proc::spawn(
+        ringproof(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{args:?} did not finish");
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.finish()
+}
+
+#[test]
+fn clean_stale_skips_what_is_not_ours_without_blocking() {
+    let fifo = TestName::new("odd");
+    let link = TestName::new("odd");
+    let stale = TestName::new("odd");
+    nix::unistd::mkfifo(&fifo.path(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::os::unix::fs::symlink("/dev/null", link.path()).unwrap();
+    stale_segment(&stale, "4KiB", b"left behind");
+    // A FIFO elsewhere in /dev/shm must not block a clean for another prefix.
+    let out = run_bounded(&[
+        "clean",
+        "--stale",
+        "--prefix",
+        "ringproof-test-nothing-here",
+    ]);
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    let prefix = format!("ringproof-test-odd-{}-", std::process::id());
+    let out = run_bounded(&["clean", "--stale", "--prefix", &prefix]);
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("skipped {} (a FIFO)", fifo.name())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("skipped {} (a symbolic link)", link.name())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("removed {}", stale.name())),
+        "{text}"
+    );
+    assert!(fifo.path().exists() && link.path().symlink_metadata().is_ok());
+    assert!(!stale.exists());
+}
+
+#[test]
+fn symlink_or_directory_at_the_name_is_exit_2_saying_what_it_is() {
+    let link = TestName::new("link");
+    std::os::unix::fs::symlink("/dev/null", link.path()).unwrap();
+    let out = run(&["recv", "--name", link.name()], b"");
+    assert_error(&out, 2, "is a symbolic link");
+    let dir = TestName::new("dir");
+    std::fs::create_dir(dir.path()).unwrap();
+    let out = run(&["send", "--name", dir.name()], b"x");
+    let _ = std::fs::remove_dir(dir.path());
+    assert_error(&out, 2, "is a directory");
+}
+
+#[test]
+fn recv_timeout_too_long_to_represent_waits_instead_of_panicking() {
+    let name = TestName::new("longwait");
+    stale_segment(&name, "4KiB", b"one\ntwo\n");
+    let out = run(
+        &[
+            "recv",
+            "--name",
+            name.name(),
+            "--timeout",
+            "10000000000000000000s",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    assert_eq!(out.stdout, b"one\ntwo\n");
+}
+
+#[test]
+fn inspect_runs_the_attach_position_checks() {
+    let name = TestName::new("positions");
+    stale_segment(&name, "4KiB", b"hello\n");
+    let info = Segment::inspect(name.name()).unwrap();
+    // head past tail: every count derived from them would be nonsense.
+    let head = info.tail + 4096;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.path())
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(
+        &file,
+        &head.to_ne_bytes(),
+        ringproof::layout::HEAD_OFFSET as u64,
+    )
+    .unwrap();
+    let out = run(&["inspect", "--name", name.name()], b"");
+    assert_error(&out, 2, "tail index out of range");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("valid        no: ring is corrupted"),
+        "{text}"
+    );
+    assert!(text.contains("used         unknown"), "{text}");
+    assert!(!text.contains("18446744"), "{text}");
+    let out = run(&["recv", "--name", name.name()], b"");
+    assert_error(&out, 2, "tail index out of range");
+}
+
 // ---------------------------------------------------------------------------
 // bench.
 

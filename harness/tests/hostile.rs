@@ -172,6 +172,23 @@ fn plausible_tail_over_unwritten_bytes_is_a_record_kind_error() {
 }
 
 #[test]
+fn tail_pushed_ahead_by_exactly_a_capacity_is_corrupted_not_the_last_lap_again() {
+    let _serial = serial();
+    let (buf, mut p, mut c) = ring(256);
+    // One whole lap of 16-byte records, each delivered: every byte of the
+    // data region now holds a well-formed record of lap 0.
+    for i in 0..16u8 {
+        p.push(&[i; 8]).unwrap();
+        assert_eq!(c.pop().unwrap(), [i; 8]);
+    }
+    assert_eq!(c.position(), 256);
+    // A plausible tail (aligned, exactly a capacity ahead of head) over
+    // those bytes: the records there carry lap 0, the consumer expects lap 1.
+    scribble(&buf, TAIL_OFFSET, &512u64.to_ne_bytes());
+    assert_eq!(c.pop(), Err(corrupted(Corruption::RecordKind)));
+}
+
+#[test]
 fn rewritten_record_header_is_caught_when_the_record_is_read() {
     let _serial = serial();
     let record = |len: u32, kind: u32| {

@@ -223,8 +223,23 @@ fn stat_fd(fd: &OwnedFd, name: &str) -> Result<FileStat, ShmError> {
 /// `O_NONBLOCK` keeps a FIFO at the name from blocking the open (it is then
 /// refused by [`check_file`]).
 fn open_fd(name: &str) -> Result<OwnedFd, ShmError> {
-    shm_open(name, OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-        .map_err(|e| os_error(name, "shm_open", e))
+    shm_open(name, OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()).map_err(|e| match e {
+        // glibc turns the kernel's EISDIR into EINVAL; the name itself was
+        // validated, so look at what is there.
+        Errno::EINVAL if is_directory(name) => ShmError::NotASegment {
+            name: name.to_string(),
+            what: "a directory",
+        },
+        e => os_error(name, "shm_open", e),
+    })
+}
+
+/// Whether `/dev/shm/<name>` is a directory.
+fn is_directory(name: &str) -> bool {
+    std::path::Path::new("/dev/shm")
+        .join(name.trim_start_matches('/'))
+        .symlink_metadata()
+        .is_ok_and(|m| m.is_dir())
 }
 
 /// The identity of the file `name` refers to now, `None` when there is none.
