@@ -1,7 +1,7 @@
 //! The segment's lifecycle seen from outside: an opener and a creator that
-#![allow(clippy::disallowed_types)] // the test plays a creator: it publishes the magic with a core atomic.
 //! has not finished, files that are not ours, two sides leaving at once, a
 //! peer that rewrites `closed` or a generation.
+#![allow(clippy::disallowed_types)] // the test plays a creator: it publishes the magic with a core atomic.
 
 use std::io::Write as _;
 use std::os::fd::AsFd;
