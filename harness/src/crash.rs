@@ -96,6 +96,9 @@ const EXIT_CLOSED: i32 = 22;
 const EXIT_BATCH_FULL: i32 = 23;
 const EXIT_LOG_FULL: i32 = 24;
 const EXIT_PANIC: i32 = 25;
+/// Unit tests only: a [`Delivery`] ran out of its side-page stores (the
+/// simulated death of a consumer between two of its stores).
+const EXIT_STORES_SPENT: i32 = 26;
 
 // ---------------------------------------------------------------------------
 // Configuration and report
@@ -629,6 +632,12 @@ struct Side {
     c_last: AtomicU64,
     /// Deliveries by this consumer.
     c_delivered: AtomicU64,
+    /// While a delivery is being recorded: `c_last` once it is recorded
+    /// (0: no record open). A death between the `c_last` and `c_delivered`
+    /// stores leaves them one apart; the driver completes the record.
+    c_recording: AtomicU64,
+    /// `c_delivered` once the open record is written.
+    c_recording_delivered: AtomicU64,
     /// Torn deliveries.
     c_torn: AtomicU64,
     /// Deliveries not following the previous one of this consumer.
@@ -722,6 +731,8 @@ impl Side {
         self.c_gen.store(0, Ordering::Relaxed);
         self.c_last.store(0, Ordering::Relaxed);
         self.c_delivered.store(0, Ordering::Relaxed);
+        self.c_recording.store(0, Ordering::Relaxed);
+        self.c_recording_delivered.store(0, Ordering::Relaxed);
         self.c_torn.store(0, Ordering::Relaxed);
         self.c_order.store(0, Ordering::Relaxed);
         self.c_done.store(0, Ordering::Relaxed);
@@ -995,6 +1006,7 @@ fn consumer_child(spec: &ChildSpec, side: &Side) -> i32 {
         capacity: spec.capacity,
         incarnation: spec.incarnation,
         producer: None,
+        stores_left: None,
     };
     let code = consume(&mut consumer, &mut state).err().unwrap_or(EXIT_OK);
     for (i, c) in side.c_crossings.iter().enumerate() {
@@ -1014,21 +1026,42 @@ struct Delivery<'a> {
     incarnation: u64,
     /// Producer of the last message delivered by this consumer.
     producer: Option<u64>,
+    /// Side-page stores this consumer may still make (`None`: no bound).
+    /// Unit tests bound it to stop a consumer between any two of its stores,
+    /// which is what a `SIGKILL` can do; children run unbounded.
+    stores_left: Option<u64>,
 }
 
 impl Delivery<'_> {
+    /// Stores `value` into `word` of the side page, unless the store bound is
+    /// spent ([`EXIT_STORES_SPENT`]).
+    fn put(&mut self, word: &AtomicU64, value: u64) -> Result<(), i32> {
+        if let Some(left) = self.stores_left.as_mut() {
+            if *left == 0 {
+                return Err(EXIT_STORES_SPENT);
+            }
+            *left -= 1;
+        }
+        // Relaxed: this child is the only writer; the driver reads after
+        // `waitpid`, which orders every store the child made before it.
+        word.store(value, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Checks and records one message (the application "uses" it here).
     fn deliver(&mut self, bytes: &[u8]) -> Result<(), i32> {
         let side = self.side;
         let Some((seq, producer)) = decode(bytes, self.capacity) else {
-            // Relaxed: this child is the only writer; the driver reads after `waitpid`.
-            side.c_torn.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            // Relaxed: as in `put` (the child is the only writer).
+            let torn = side.c_torn.load(Ordering::Relaxed);
+            return self.put(&side.c_torn, torn + 1);
         };
         // Relaxed: as above.
         let last = side.c_last.load(Ordering::Relaxed);
         if last != 0 && seq != last {
-            side.c_order.fetch_add(1, Ordering::Relaxed);
+            // Relaxed: as above.
+            let order = side.c_order.load(Ordering::Relaxed);
+            self.put(&side.c_order, order + 1)?;
         }
         if last == 0 || self.producer != Some(producer) {
             // Relaxed: as above.
@@ -1036,36 +1069,42 @@ impl Delivery<'_> {
             let Some(entry) = side.log.get(at) else {
                 return Err(EXIT_LOG_FULL);
             };
-            entry.seq.store(seq, Ordering::Relaxed);
-            entry.producer.store(producer, Ordering::Relaxed);
-            entry.consumer.store(self.incarnation, Ordering::Relaxed);
-            side.log_len.store(at as u64 + 1, Ordering::Relaxed);
+            self.put(&entry.seq, seq)?;
+            self.put(&entry.producer, producer)?;
+            self.put(&entry.consumer, self.incarnation)?;
+            self.put(&side.log_len, at as u64 + 1)?;
             self.producer = Some(producer);
         }
-        // Relaxed: as above. `c_last` is the delivery record: a message is
-        // delivered once it is stored.
-        side.c_last.store(seq + 1, Ordering::Relaxed);
-        side.c_delivered.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        // `c_last` is the delivery record: a message is delivered once it is
+        // stored. `c_delivered` follows it, so the pair is opened first (the
+        // opening store is `c_recording`) and closed after: a death in between
+        // leaves what the driver needs to complete it.
+        // Relaxed: as above.
+        let delivered = side.c_delivered.load(Ordering::Relaxed) + 1;
+        self.put(&side.c_recording_delivered, delivered)?;
+        self.put(&side.c_recording, seq + 1)?;
+        self.put(&side.c_last, seq + 1)?;
+        self.put(&side.c_delivered, delivered)?;
+        self.put(&side.c_recording, 0)
     }
 
     /// Records a release in doubt (before the release store).
-    fn pending_release(&self, pre_head: u64) {
+    fn pending_release(&mut self, pre_head: u64) -> Result<(), i32> {
         let side = self.side;
-        // Relaxed: the driver reads these only after `waitpid`.
-        side.c_pre_head.store(pre_head, Ordering::Relaxed);
-        side.c_pending_end
-            .store(side.c_last.load(Ordering::Relaxed), Ordering::Relaxed);
-        side.c_pending.store(1, Ordering::Relaxed);
+        self.put(&side.c_pre_head, pre_head)?;
+        // Relaxed: as in `put`.
+        let last = side.c_last.load(Ordering::Relaxed);
+        self.put(&side.c_pending_end, last)?;
+        self.put(&side.c_pending, 1)
     }
 
     /// Records a release done (after the release store).
-    fn released(&self) {
+    fn released(&mut self) -> Result<(), i32> {
         let side = self.side;
-        // Relaxed: as above.
-        side.c_released
-            .store(side.c_last.load(Ordering::Relaxed), Ordering::Relaxed);
-        side.c_pending.store(0, Ordering::Relaxed);
+        // Relaxed: as in `put`.
+        let last = side.c_last.load(Ordering::Relaxed);
+        self.put(&side.c_released, last)?;
+        self.put(&side.c_pending, 0)
     }
 }
 
@@ -1079,9 +1118,9 @@ fn consume(c: &mut Consumer<CrashShared>, d: &mut Delivery<'_>) -> Result<(), i3
             match c.read() {
                 Ok(message) => {
                     d.deliver(&message)?;
-                    d.pending_release(pre_head);
+                    d.pending_release(pre_head)?;
                     message.release();
-                    d.released();
+                    d.released()?;
                 }
                 Err(RingError::Empty) => {
                     reads -= 1;
@@ -1121,9 +1160,9 @@ fn consume(c: &mut Consumer<CrashShared>, d: &mut Delivery<'_>) -> Result<(), i3
             }
         }
         if !batch.is_empty() {
-            d.pending_release(pre_head);
+            d.pending_release(pre_head)?;
             batch.release();
-            d.released();
+            d.released()?;
         }
         if closed {
             break;
@@ -1189,6 +1228,7 @@ fn describe(end: End) -> String {
         End::Exited(EXIT_BATCH_FULL) => "met a full ring inside a batch".into(),
         End::Exited(EXIT_LOG_FULL) => "filled the delivery log".into(),
         End::Exited(EXIT_PANIC) => "panicked".into(),
+        End::Exited(EXIT_STORES_SPENT) => "ran out of side-page stores".into(),
         End::Exited(code) => format!("exited with {code}"),
         End::Killed => "was killed".into(),
         End::Signal(sig) => format!("died of {sig}"),
@@ -1376,11 +1416,18 @@ impl<'a> Run<'a> {
     }
 
     fn spawn_consumer(&mut self, arm: Option<(CrashPoint, u64)>) -> Result<(), CrashError> {
+        let spec = self.next_consumer(arm);
+        let side = self.side();
+        self.consumer = Some(spawn(move || consumer_child(&spec, side))?);
+        Ok(())
+    }
+
+    /// Prepares the side page and the record for the next consumer, which
+    /// takes over at its predecessor's released position.
+    fn next_consumer(&mut self, arm: Option<(CrashPoint, u64)>) -> ChildSpec {
         let start = self.consumers.last().map_or(0, |c| c.released);
         self.side().reset_consumer(start);
         let spec = self.spec(self.consumers.len() as u64, arm);
-        let side = self.side();
-        self.consumer = Some(spawn(move || consumer_child(&spec, side))?);
         self.consumers.push(ConsumerLife {
             start,
             released: start,
@@ -1390,7 +1437,7 @@ impl<'a> Run<'a> {
             order: 0,
             generation: 0,
         });
-        Ok(())
+        spec
     }
 
     /// Reads `head` and `tail`, and whether each role is held now.
@@ -1460,8 +1507,18 @@ impl<'a> Run<'a> {
 
     /// Settles what the consumer that just ended delivered and released.
     fn settle_consumer(&mut self, end: End, expect_kill: bool) {
-        let side = self.side();
         let inspection = self.inspect();
+        self.settle_consumer_seen(end, expect_kill, inspection);
+    }
+
+    /// [`Run::settle_consumer`] given the segment as the consumer left it.
+    fn settle_consumer_seen(
+        &mut self,
+        end: End,
+        expect_kill: bool,
+        inspection: Option<shm::Inspection>,
+    ) {
+        let side = self.side();
         // Relaxed: the consumer is reaped; `waitpid` ordered its writes.
         let mut released = side.c_released.load(Ordering::Relaxed);
         if side.c_pending.load(Ordering::Relaxed) == 1 {
@@ -1482,10 +1539,19 @@ impl<'a> Run<'a> {
             .skip(1)
             .map(|c| c.generation)
             .find(|g| *g != 0);
+        // Relaxed: as above.
+        let last = side.c_last.load(Ordering::Relaxed);
+        let mut delivered = side.c_delivered.load(Ordering::Relaxed);
+        let recording = side.c_recording.load(Ordering::Relaxed);
+        if recording != 0 && last == recording {
+            // Died with a delivery recorded (`c_last`) but perhaps not yet
+            // counted: the count it was writing.
+            delivered = side.c_recording_delivered.load(Ordering::Relaxed);
+        }
         if let Some(life) = self.consumers.last_mut() {
             life.released = released;
-            life.last = side.c_last.load(Ordering::Relaxed);
-            life.delivered = side.c_delivered.load(Ordering::Relaxed);
+            life.last = last;
+            life.delivered = delivered;
             life.torn = side.c_torn.load(Ordering::Relaxed);
             life.order = side.c_order.load(Ordering::Relaxed);
             life.generation = generation;
@@ -2118,5 +2184,152 @@ fn to_cli(e: CrashError) -> CliError {
     match e {
         CrashError::Config(_) | CrashError::Shm(_) => CliError::invalid(e.to_string()),
         CrashError::Threads(_) | CrashError::Os(..) => CliError::unexpected(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAPACITY: u64 = 512;
+    /// Messages in the simulated stream (one producer, all committed).
+    const MESSAGES: u64 = 6;
+
+    /// The segment as a consumer left it; settling a consumer reads `head`
+    /// (here counted in messages) and whether the role is held.
+    fn segment_at(head: u64) -> shm::Inspection {
+        shm::Inspection {
+            name: "unit".into(),
+            file_size: 0,
+            error: None,
+            capacity: CAPACITY,
+            max_message: 0,
+            head,
+            tail: MESSAGES,
+            used: MESSAGES - head,
+            closed: true,
+            producer_gen: 1,
+            consumer_gen: 0,
+            producer_held: false,
+            consumer_held: false,
+        }
+    }
+
+    /// The consumer loop of [`consume`] over a simulated ring holding the
+    /// whole stream: reads of [`read_plan`] messages, each delivered, then
+    /// the release recorded around the release store (`head`, in messages).
+    /// That store counts against the bound like the side-page ones, so a
+    /// bound of k stops the consumer where a `SIGKILL` after its k-th store
+    /// would.
+    fn consume_simulated(d: &mut Delivery<'_>, head: &AtomicU64) -> Result<(), i32> {
+        let mut reads = 0;
+        loop {
+            // Relaxed: one thread owns both the simulated ring and the side page.
+            let pre_head = head.load(Ordering::Relaxed);
+            if pre_head == MESSAGES {
+                break;
+            }
+            let take = read_plan(reads).min(MESSAGES - pre_head);
+            reads += 1;
+            for seq in pre_head..pre_head + take {
+                let mut bytes = vec![0u8; message_len(seq, CAPACITY)];
+                encode(seq, 0, &mut bytes);
+                d.deliver(&bytes)?;
+            }
+            d.pending_release(pre_head)?;
+            d.put(head, pre_head + take)?;
+            d.released()?;
+        }
+        // Relaxed: as above.
+        d.side.c_done.store(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs the next consumer of `run` from the released position, stopped
+    /// after `stores` stores (`None`: to the end), and settles it as the
+    /// driver would. Returns whether it reached the end of the stream.
+    fn consumer_life(run: &mut Run<'_>, head: &AtomicU64, stores: Option<u64>) -> bool {
+        run.next_consumer(None);
+        let side = run.side();
+        let incarnation = run.consumers.len() as u64 - 1;
+        // Relaxed: this thread alone uses the side page here. What the
+        // child would have recorded after its claim.
+        side.c_gen.store(incarnation + 1, Ordering::Relaxed);
+        let mut d = Delivery {
+            side,
+            capacity: CAPACITY,
+            incarnation,
+            producer: None,
+            stores_left: stores,
+        };
+        let end = match consume_simulated(&mut d, head) {
+            Ok(()) => End::Exited(EXIT_OK),
+            Err(EXIT_STORES_SPENT) => End::Killed,
+            Err(code) => End::Exited(code),
+        };
+        // Relaxed: as above.
+        let at = head.load(Ordering::Relaxed);
+        run.settle_consumer_seen(end, stores.is_some(), Some(segment_at(at)));
+        end == End::Exited(EXIT_OK)
+    }
+
+    /// A consumer stopped after each of its stores in turn (k = 0, 1, … until
+    /// one finishes the stream), then a successor from the released position:
+    /// the checker must find the stream whole and the bookkeeping exact,
+    /// wherever the first one stopped.
+    #[test]
+    fn a_consumer_killed_after_any_of_its_stores_is_accounted_exactly() {
+        let page = SidePage::new().expect("side page");
+        let mut k = 0;
+        let (mut redelivered, mut in_doubt) = (0, 0);
+        loop {
+            page.side().reset_all();
+            let mut report = CrashReport::default();
+            let mut run = Run {
+                page: &page,
+                name: format!("unit-k{k}"),
+                capacity: CAPACITY,
+                end: MESSAGES,
+                deadline: Instant::now() + RUN_DEADLINE,
+                producers: vec![ProducerLife {
+                    start: 0,
+                    end: MESSAGES,
+                    generation: 1,
+                }],
+                consumers: Vec::new(),
+                producer: None,
+                consumer: None,
+                stats: RunStats::default(),
+                report: &mut report,
+            };
+            let head = AtomicU64::new(0);
+            let finished = consumer_life(&mut run, &head, Some(k));
+            if !finished {
+                assert!(consumer_life(&mut run, &head, None), "k = {k}");
+            }
+            run.check_stream();
+            let stats = run.stats.clone();
+            drop(run);
+            assert!(
+                report.violations.is_empty(),
+                "stopped after {k} stores: {:#?}",
+                report.violations
+            );
+            assert_eq!(report.order_violations, 0, "k = {k}");
+            assert_eq!(report.duplicates_outside_batch, 0, "k = {k}");
+            assert_eq!(report.child_failures, 0, "k = {k}");
+            assert_eq!((stats.lost, stats.delivered), (0, MESSAGES), "k = {k}");
+            redelivered += stats.duplicates;
+            in_doubt += stats.in_doubt;
+            if finished {
+                break;
+            }
+            k += 1;
+        }
+        // Each message takes several stores: every one of them was a stop,
+        // some inside an unreleased batch, some between a release and its
+        // record.
+        assert!(k > 4 * MESSAGES, "only {k} stores in a whole stream");
+        assert!(redelivered > 0 && in_doubt > 0);
     }
 }
