@@ -4,8 +4,8 @@
 //! Every segment name comes from a `TestName` (pid + counter) that removes it
 //! on drop, and every spawned process is killed on drop, also when a test fails.
 
-use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,14 +13,13 @@ use std::time::{Duration, Instant};
 use ringproof::shm::Segment;
 use ringproof_harness::testing::TestName;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringproof");
+mod support;
+use support::{
+    Proc, assert_error_line, env_count, producer_held, random_bytes, read_all, stderr_text,
+    wait_until,
+};
 
-fn env_count(var: &str, default: u64) -> u64 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+const BIN: &str = env!("CARGO_BIN_EXE_ringproof");
 
 fn ringproof(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
@@ -46,88 +45,10 @@ fn run(args: &[&str], input: &[u8]) -> Output {
     out
 }
 
-/// A spawned process, killed and reaped on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn spawn(command: &mut Command) -> Proc {
-        Proc(command.spawn().unwrap())
-    }
-    fn stdin(&mut self) -> ChildStdin {
-        self.0.stdin.take().unwrap()
-    }
-    /// Waits for the exit, collecting stdout and stderr if they were piped.
-    fn finish(mut self) -> Output {
-        let stdout = self.0.stdout.take();
-        let stderr = self.0.stderr.take();
-        let out = thread::spawn(move || read_all(stdout));
-        let err = thread::spawn(move || read_all(stderr));
-        let status = self.0.wait().unwrap();
-        Output {
-            status,
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn read_all(pipe: Option<impl Read>) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if let Some(mut pipe) = pipe {
-        let _ = pipe.read_to_end(&mut buf);
-    }
-    buf
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn producer_held(name: &TestName) -> bool {
-    Segment::inspect(name.name()).is_ok_and(|i| i.producer_held)
-}
-
-fn stderr_text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Exit `code` and exactly one stderr line, `ringproof: …` containing `needle`.
 #[track_caller]
 fn assert_error(out: &Output, code: i32, needle: &str) {
-    let err = stderr_text(out);
-    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "one stderr line expected: {err:?}");
-    assert!(lines[0].starts_with("ringproof: "), "{err:?}");
-    assert!(
-        lines[0].to_lowercase().contains(&needle.to_lowercase()),
-        "{needle:?} not in {err:?}"
-    );
+    assert_error_line(out, code, "ringproof: ", needle);
 }
 
 /// A segment made by `send` alone: closed, holding `data`, no role held.
