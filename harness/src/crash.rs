@@ -2202,6 +2202,7 @@ mod tests {
             name: "unit".into(),
             file_size: 0,
             error: None,
+            position_error: None,
             capacity: CAPACITY,
             max_message: 0,
             head,

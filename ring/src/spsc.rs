@@ -443,7 +443,7 @@ impl<S: Shared> Producer<S> {
         self.usable()?;
         self.shared.crash_point(CrashPoint::BeforeClose);
         // Release: orders every `tail` store before it; pairs with the Acquire
-        // load of `closed` in `Consumer::refresh_tail`, which then sees the final tail.
+        // load of `closed` in `Consumer::find`, which then reloads the final tail.
         self.shared.closed().store(1, Ordering::Release);
         self.closed = true;
         self.wake_consumer();

@@ -142,7 +142,7 @@ fn uninitialised_segment_whose_creator_died_is_an_error_after_a_short_wait() {
     drop(create_file(&name, 0o600)); // nobody holds a role
     let err = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::NeverInitialised(_)), "{err}");
-    assert!(err.to_string().contains("clean --stale"), "{err}");
+    assert!(err.to_string().contains("clean --name"), "{err}");
     // `clean` takes it away: no role is held.
     assert_eq!(shm::remove_stale(&name.0).unwrap(), shm::Removal::Removed);
     assert!(!name.exists());

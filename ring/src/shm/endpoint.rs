@@ -158,19 +158,20 @@ fn finished<O>(shared: &MemShared<O>) -> bool {
     closed && shared.head().load(Ordering::Relaxed) == tail
 }
 
-/// Lets go of `lease` and removes the name when we leave last and nothing is
-/// left to read. A segment the other side never attached to stays, so that
-/// a consumer that comes late still finds the end of the stream.
+/// Lets go of `lease` and removes the name when we leave last and the
+/// stream is finished (closed and drained, judged by `finished` under the
+/// name lock). A segment the other side never attached to stays, so that a
+/// consumer that comes late still finds the end of the stream.
 ///
 /// The lease is dropped while the name lock is held: of two sides leaving at
 /// once, the first to take the lock still sees the other's role held and
-/// keeps the name; the second sees no role held and removes it.
-fn leave(segment: &Segment, lease: Lease, closed_and_drained: bool) {
-    let role = lease.role();
-    let other = role.other();
+/// keeps the name; the second sees no role held, and the stream as the first
+/// left it, and removes the name.
+fn leave(segment: &Segment, lease: Lease, finished: impl FnOnce() -> bool) {
+    let other = lease.role().other();
     let _ = segment.remove_name_unless(|s| {
         drop(lease);
-        Ok(!closed_and_drained || !s.ever_claimed(other) || s.role_held(other)?)
+        Ok(!finished() || !s.ever_claimed(other) || s.role_held(other)?)
     });
 }
 
@@ -306,7 +307,7 @@ impl std::ops::DerefMut for ShmProducer {
 impl Drop for ShmProducer {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            leave(&self.segment, lease, finished(self.inner.shared()));
+            leave(&self.segment, lease, || finished(self.inner.shared()));
         }
     }
 }
@@ -393,7 +394,7 @@ impl std::ops::DerefMut for ShmConsumer {
 impl Drop for ShmConsumer {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            leave(&self.segment, lease, finished(self.inner.shared()));
+            leave(&self.segment, lease, || finished(self.inner.shared()));
         }
     }
 }

@@ -47,16 +47,19 @@ fn flock(kind: i32, byte: i64) -> libc::flock {
     lock
 }
 
-/// A descriptor of its own for a lock: an OFD lock belongs to the open file
-/// description, which `dup` shares, so a lock taken on a clone lives exactly
-/// as long as the clone.
+/// A descriptor for a lock's holder to keep. An OFD lock belongs to the
+/// open file description, which `dup` shares with the segment's descriptor:
+/// the lock lasts until it is unlocked (the holder's `Drop`) or the last
+/// descriptor of the description closes (the process dies).
 fn own_fd(fd: &OwnedFd) -> Result<OwnedFd, ShmError> {
     fd.try_clone()
         .map_err(|e| ShmError::Os("dup", Errno::from_raw(e.raw_os_error().unwrap_or(0))))
 }
 
-/// Whether a live process holds `role` of the segment open as `fd`. Our own
-/// OFD locks count too: they belong to other descriptions than `fd`'s.
+/// Whether a live process holds `role` of the segment open as `fd`, through
+/// another open file description than `fd`'s: a lease taken through `fd` (or
+/// a `dup` of it) does not count, one taken through another `shm_open` of
+/// the same name, in this process or another, does.
 pub(super) fn role_held_on(fd: &OwnedFd, name: &str, role: Role) -> Result<bool, ShmError> {
     let mut lock = flock(libc::F_WRLCK, role.lock_byte());
     fcntl(fd.as_fd(), FcntlArg::F_OFD_GETLK(&mut lock))

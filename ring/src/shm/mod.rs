@@ -115,7 +115,7 @@ pub enum ShmError {
         allocated: u64,
     },
     /// The segment was never initialised and no process is initialising it
-    /// (its creator died): `ringproof clean --stale` removes it.
+    /// (its creator died): `ringproof clean --name` removes it.
     NeverInitialised(String),
 }
 
@@ -163,7 +163,7 @@ impl fmt::Display for ShmError {
             ),
             ShmError::NeverInitialised(name) => write!(
                 f,
-                "segment {name} was never initialised and its creator is gone (ringproof clean --stale removes it)"
+                "segment {name} was never initialised and its creator is gone (ringproof clean --name {name} removes it)"
             ),
         }
     }

@@ -480,7 +480,9 @@ impl Segment {
         Lease::claim(&self.fd, role)
     }
 
-    /// Whether a live process (this one included) holds `role`.
+    /// Whether a live process holds `role` through another open of the
+    /// segment than this one (a lease of this process counts when taken
+    /// through its own open).
     pub fn role_held(&self, role: Role) -> Result<bool, ShmError> {
         role_held_on(&self.fd, &self.name, role)
     }
