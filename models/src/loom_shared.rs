@@ -25,6 +25,13 @@ use ringproof::{Consumer, Error, Producer};
 #[derive(Debug)]
 pub struct LoomWord64(AtomicU64);
 
+impl LoomWord64 {
+    /// A word holding `value`.
+    pub fn new(value: u64) -> Self {
+        LoomWord64(AtomicU64::new(value))
+    }
+}
+
 impl Word64 for LoomWord64 {
     fn load(&self, order: Ordering) -> u64 {
         self.0.load(order)

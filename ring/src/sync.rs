@@ -41,6 +41,26 @@ pub trait Word32 {
     fn store(&self, value: u32, order: Ordering);
 }
 
+/// The magic as one native-endian word: the last thing a creator writes.
+pub const MAGIC_WORD: u64 = u64::from_ne_bytes(crate::layout::MAGIC);
+
+/// Publishes a segment header whose other bytes are written: one Release
+/// store of the magic (the header's commit point).
+#[inline]
+pub fn publish_magic<W: Word64>(magic: &W) {
+    // Release: publishes the header bytes written before this store; pairs
+    // with the Acquire load in `magic_published`.
+    magic.store(MAGIC_WORD, Ordering::Release);
+}
+
+/// Whether a creator has published the header (the magic is not zero). Once
+/// it returns true, every header byte the creator wrote is visible.
+#[inline]
+pub fn magic_published<W: Word64>(magic: &W) -> bool {
+    // Acquire: pairs with the Release store in `publish_magic`.
+    magic.load(Ordering::Acquire) != 0
+}
+
 /// A point in the protocol where a crash-injection experiment may kill the
 /// process. The shipped [`Shared`] implementations ignore them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -30,7 +30,7 @@ use crate::layout::{
     segment_size,
 };
 use crate::spsc::{self, Consumer};
-use crate::sync::{MemShared, Ordering, Shared};
+use crate::sync::{MemShared, Ordering, Shared, magic_published, publish_magic};
 use crate::validate::{AttachError, attach};
 
 /// How long an opener waits for the creator of a segment that is not
@@ -344,11 +344,10 @@ impl Segment {
         unsafe { AtomicU64::from_ptr(self.map.as_ptr().cast()) }
     }
 
-    /// Whether the creator has published the header.
+    /// Whether the creator has published the header ([`magic_published`]:
+    /// an Acquire load that pairs with `initialise`'s [`publish_magic`]).
     fn magic_published(&self) -> bool {
-        // Acquire: pairs with the Release store of the magic in `initialise`;
-        // the header bytes written before it are visible once we see it.
-        self.magic_word().load(Ordering::Acquire) != 0
+        magic_published(self.magic_word())
     }
 
     /// Runs [`attach`] on the mapping.
@@ -421,10 +420,9 @@ impl Segment {
         // SAFETY: the mapping is at least HEADER_SIZE bytes and no other
         // process reads past the magic before it is published below.
         unsafe { std::ptr::copy_nonoverlapping(bytes[8..].as_ptr(), base.add(8), HEADER_SIZE - 8) };
-        // Release: publishes the header bytes written above; pairs with the
-        // Acquire load in `magic_published`.
-        self.magic_word()
-            .store(u64::from_ne_bytes(MAGIC), Ordering::Release);
+        // The commit point: a Release store of the magic, paired with the
+        // openers' Acquire load (`loom_lifecycle` checks the pair).
+        publish_magic(self.magic_word());
     }
 
     /// The checked view, with `owner` keeping the memory alive. Each ring
