@@ -224,7 +224,11 @@ impl<O> MemShared<O> {
     /// # Safety
     ///
     /// The memory behind `checked` stays mapped while `owner` lives, and is
-    /// accessed only through atomics or under the protocol.
+    /// accessed only through atomics or under the protocol. The protocol
+    /// allows one producer and one consumer: while a [`crate::Producer`]
+    /// (or [`crate::Consumer`]) made over this view lives, no other side of
+    /// the same role over the same memory may be used, in this process or
+    /// another.
     pub unsafe fn new(checked: Checked, owner: O) -> Self {
         MemShared {
             base: checked.base(),
