@@ -338,15 +338,20 @@ def cargo_test(scratch, args, log, timeout):
     """Exit status of `cargo test` with `args` in the scratch copy (124 on timeout)."""
     cmd = ["cargo", "test", "--locked", "-q", "--no-fail-fast", *args]
     with open(log, "w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=scratch, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
-            proc = subprocess.Popen(
-                cmd, cwd=scratch, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
             return 124
+        except BaseException:
+            # Interrupted: stop the build before the scratch copy goes.
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise
 
 
 def failed_tests(log):
