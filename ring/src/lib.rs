@@ -20,13 +20,17 @@
 //!
 //! # Threads
 //!
-//! A [`Producer`] and a [`Consumer`] over the shipped backend
-//! ([`sync::MemShared`], and [`heap::HeapShared`] with `std`) are `Send`: each
+//! The shipped backend ([`sync::MemShared`], and [`heap::HeapShared`] with
+//! `std`) and a [`Producer`] and a [`Consumer`] over it are `Send`: each
 //! side can move to the thread that runs it (checked at compile time below
 //! the module list). They are not `Sync`: a side's own state (its cached
-//! index, its poisoning) is not atomic, so one side is used by one thread at
-//! a time. None of these compile:
+//! index, its poisoning) is not atomic, and the view lends its data bytes to
+//! one side, so a side is used by one thread at a time. None of these compile:
 //!
+//! ```compile_fail,E0277
+//! fn is_sync<T: Sync>() {}
+//! is_sync::<ringproof::sync::MemShared<()>>();
+//! ```
 //! ```compile_fail,E0277
 //! fn is_sync<T: Sync>() {}
 //! is_sync::<ringproof::Producer<ringproof::sync::MemShared<()>>>();
@@ -72,10 +76,12 @@ pub use validate::{AttachError, attach};
 // `compile_fail` examples in the crate documentation).
 const _: fn() = || {
     fn is_send<T: Send>() {}
+    is_send::<sync::MemShared<()>>();
     is_send::<Producer<sync::MemShared<()>>>();
     is_send::<Consumer<sync::MemShared<()>>>();
     #[cfg(feature = "std")]
     {
+        is_send::<heap::HeapShared>();
         is_send::<Producer<heap::HeapShared>>();
         is_send::<Consumer<heap::HeapShared>>();
     }
