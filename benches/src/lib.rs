@@ -169,6 +169,8 @@ pub enum BenchError {
     Config(&'static str),
     /// Creating or using a shared-memory ring failed.
     Shm(ringproof::shm::ShmError),
+    /// Creating an in-process ring failed.
+    Heap(ringproof::heap::HeapError),
     /// A ring operation failed.
     Ring(ringproof::Error),
     /// A system call failed.
@@ -193,6 +195,7 @@ impl fmt::Display for BenchError {
         match self {
             BenchError::Config(what) => write!(f, "invalid benchmark parameters: {what}"),
             BenchError::Shm(e) => write!(f, "shared memory: {e}"),
+            BenchError::Heap(e) => write!(f, "in-process ring: {e}"),
             BenchError::Ring(e) => write!(f, "ring: {e}"),
             BenchError::Os(what, errno) => write!(f, "{what}: {}", errno.desc()),
             BenchError::Io(e) => write!(f, "i/o: {e}"),
@@ -210,6 +213,12 @@ impl std::error::Error for BenchError {}
 impl From<ringproof::shm::ShmError> for BenchError {
     fn from(e: ringproof::shm::ShmError) -> Self {
         BenchError::Shm(e)
+    }
+}
+
+impl From<ringproof::heap::HeapError> for BenchError {
+    fn from(e: ringproof::heap::HeapError) -> Self {
+        BenchError::Heap(e)
     }
 }
 

@@ -53,8 +53,7 @@ pub fn cross_process(cfg: &Transfer) -> Result<Throughput, BenchError> {
 /// (`ringproof::heap::channel`): the in-process figure for the same code.
 pub fn in_process(cfg: &Transfer) -> Result<Throughput, BenchError> {
     check_fits(cfg)?;
-    let (mut producer, mut consumer) = ringproof::heap::channel(cfg.ring_size)
-        .ok_or(BenchError::Config("ring size not accepted"))?;
+    let (mut producer, mut consumer) = ringproof::heap::channel(cfg.ring_size)?;
     let control = ControlPage::new()?;
     let (consumer_cpu, producer_cpu) = cfg.cpus();
     std::thread::scope(|scope| {

@@ -101,8 +101,10 @@ pub fn run_attach(data: &[u8]) {
     let capacity = checked.capacity();
     assert!(capacity.is_power_of_two());
     assert_eq!(segment_size(capacity), buf.len() as u64);
-    let mut producer = side(heap::producer(&buf));
-    let mut consumer = side(heap::consumer(&buf));
+    // SAFETY: a fresh buffer; these are its first producer and consumer.
+    let mut producer = side(unsafe { heap::producer(&buf) });
+    // SAFETY: as above.
+    let mut consumer = side(unsafe { heap::consumer(&buf) });
     let mut bytes = ops.iter().copied();
     while let Some(op) = bytes.next() {
         let arg = usize::from(bytes.next().unwrap_or(0));
@@ -160,8 +162,11 @@ pub fn run_attach(data: &[u8]) {
                 }
             }
             (9, _, _) => {
-                producer = side(heap::producer(&buf));
-                consumer = side(heap::consumer(&buf));
+                // SAFETY: the new producer replaces the old one at once,
+                // which is then dropped; one thread.
+                producer = side(unsafe { heap::producer(&buf) });
+                // SAFETY: as above, for the consumer.
+                consumer = side(unsafe { heap::consumer(&buf) });
             }
             _ => {}
         }
@@ -521,7 +526,9 @@ impl Ring {
                 assert!(used <= capacity && used % 8 == 0, "used_bytes {used}");
                 bytes_of(used)
             })],
-            Op::ReattachProducer => match heap::producer(buf) {
+            // SAFETY: the new producer replaces the old one at once, which
+            // is then dropped; one thread.
+            Op::ReattachProducer => match unsafe { heap::producer(buf) } {
                 Ok(new) => {
                     *producer = new;
                     vec![Ok(Vec::new())]
@@ -529,7 +536,8 @@ impl Ring {
                 Err(HeapError::Ring(e)) => vec![Err(e)],
                 Err(e) => panic!("re-attach over an intact header: {e}"),
             },
-            Op::ReattachConsumer => match heap::consumer(buf) {
+            // SAFETY: as above, for the consumer.
+            Op::ReattachConsumer => match unsafe { heap::consumer(buf) } {
                 Ok(new) => {
                     *consumer = new;
                     vec![Ok(Vec::new())]
@@ -624,8 +632,10 @@ pub fn run_ops(input: &OpsInput) {
     bytes[TAIL_OFFSET..TAIL_OFFSET + 8].copy_from_slice(&start.to_ne_bytes());
     let buf = Arc::new(segment);
     let mut ring = Ring {
-        producer: heap::producer(&buf).expect("fresh producer"),
-        consumer: heap::consumer(&buf).expect("fresh consumer"),
+        // SAFETY: a fresh buffer; these are its first producer and consumer.
+        producer: unsafe { heap::producer(&buf) }.expect("fresh producer"),
+        // SAFETY: as above.
+        consumer: unsafe { heap::consumer(&buf) }.expect("fresh consumer"),
         buf,
         capacity,
     };
@@ -643,7 +653,8 @@ pub fn run_ops(input: &OpsInput) {
         let got = ring.apply(op);
         if let (Some(expected), Some(model)) = (expected, model.as_ref()) {
             assert_eq!(got, expected, "{op:?}: ring and oracle disagree");
-            let shared = heap::shared(&ring.buf).expect("intact header");
+            // SAFETY: the view only loads the shared words; no side runs over it.
+            let shared = unsafe { heap::shared(&ring.buf) }.expect("intact header");
             // Acquire: pairs with the consumer's Release store of `head` (same thread).
             assert_eq!(shared.head().load(Ordering::Acquire), model.head);
             // Acquire: pairs with the producer's Release store of `tail`.
@@ -707,8 +718,10 @@ pub mod seeds {
         bytes[TAIL_OFFSET..TAIL_OFFSET + 8].copy_from_slice(&start.to_ne_bytes());
         let buf = Arc::new(segment);
         {
-            let mut producer = heap::producer(&buf).expect("producer");
-            let mut consumer = heap::consumer(&buf).expect("consumer");
+            // SAFETY: a fresh buffer; these are its first producer and consumer.
+            let mut producer = unsafe { heap::producer(&buf) }.expect("producer");
+            // SAFETY: as above.
+            let mut consumer = unsafe { heap::consumer(&buf) }.expect("consumer");
             script(&mut producer, &mut consumer);
         }
         let mut segment = Arc::try_unwrap(buf).expect("sides dropped");

@@ -66,8 +66,10 @@ fn scribble(buf: &AlignedBuf, offset: usize, value: &[u8]) {
 
 fn ring(capacity: u64) -> (Arc<AlignedBuf>, Producer<HeapShared>, Consumer<HeapShared>) {
     let buf = Arc::new(AlignedBuf::segment(capacity).unwrap());
-    let producer = heap::producer(&buf).unwrap();
-    let consumer = heap::consumer(&buf).unwrap();
+    // SAFETY: a fresh buffer; these are its first producer and consumer.
+    let producer = unsafe { heap::producer(&buf) }.unwrap();
+    // SAFETY: as above.
+    let consumer = unsafe { heap::consumer(&buf) }.unwrap();
     (buf, producer, consumer)
 }
 
@@ -104,7 +106,8 @@ fn rewritten_head_poisons_the_consumer_at_once_and_the_producer_when_it_reloads(
             assert_eq!(p.close(), Err(corrupted(Corruption::Head)));
         }
         // A new consumer over the same bytes checks the positions afresh.
-        let fresh = heap::consumer(&buf);
+        // SAFETY: `c` is not used again; one thread.
+        let fresh = unsafe { heap::consumer(&buf) };
         if bad % 8 != 0 || bad > 16 {
             assert!(
                 matches!(fresh, Err(HeapError::Ring(Error::Corrupted(_)))),
@@ -126,8 +129,12 @@ fn head_near_the_top_of_u64_is_refused_when_a_side_attaches() {
         let (buf, _p, _c) = ring(32);
         scribble(&buf, HEAD_OFFSET, &head.to_ne_bytes());
         let want = Err(HeapError::Ring(corrupted(Corruption::Head)));
-        assert_eq!(heap::producer(&buf).map(|_| ()), want, "head {head}");
-        assert_eq!(heap::consumer(&buf).map(|_| ()), want, "head {head}");
+        // SAFETY: `_p` and `_c` are never used; the new side is dropped at once.
+        let producer = unsafe { heap::producer(&buf) };
+        assert_eq!(producer.map(|_| ()), want, "head {head}");
+        // SAFETY: as above.
+        let consumer = unsafe { heap::consumer(&buf) };
+        assert_eq!(consumer.map(|_| ()), want, "head {head}");
     }
 }
 
@@ -250,7 +257,8 @@ fn rewritten_closed_flag_is_end_of_stream_after_the_committed_messages() {
     p.push(b"more").unwrap();
     assert_eq!(c.pop(), Ok(b"more".to_vec()));
     // A new producer finds the ring closed.
-    let mut p2 = heap::producer(&buf).unwrap();
+    // SAFETY: `p` is not used again; one thread.
+    let mut p2 = unsafe { heap::producer(&buf) }.unwrap();
     assert_eq!(p2.push(b"x"), Err(Error::Closed));
 }
 
@@ -265,7 +273,8 @@ fn rewritten_immutable_header_fails_the_next_attach_with_its_error() {
     p.push(b"after").unwrap();
     assert_eq!(c.pop(), Ok(b"after".to_vec()));
     assert_eq!(
-        heap::consumer(&buf).map(|_| ()),
+        // SAFETY: `c` is not used again; one thread.
+        unsafe { heap::consumer(&buf) }.map(|_| ()),
         Err(HeapError::Attach(AttachError::ChecksumMismatch))
     );
 }
@@ -425,7 +434,9 @@ fn run_step(
         Step::Close => vec![unit(p.close())],
         Step::FreeBytes => vec![p.free_bytes().map(|n| n.to_le_bytes().to_vec())],
         Step::UsedBytes => vec![c.used_bytes().map(|n| n.to_le_bytes().to_vec())],
-        Step::ReattachProducer => match heap::producer(buf) {
+        // SAFETY: a new side replaces the old one at once, which is then
+        // dropped; one thread.
+        Step::ReattachProducer => match unsafe { heap::producer(buf) } {
             Ok(new) => {
                 *p = new;
                 vec![Ok(Vec::new())]
@@ -434,7 +445,8 @@ fn run_step(
             Err(HeapError::Attach(_)) => vec![],
             Err(e) => panic!("untyped: {e}"),
         },
-        Step::ReattachConsumer => match heap::consumer(buf) {
+        // SAFETY: as above.
+        Step::ReattachConsumer => match unsafe { heap::consumer(buf) } {
             Ok(new) => {
                 *c = new;
                 vec![Ok(Vec::new())]

@@ -337,11 +337,14 @@ fn ring_apply(ring: &mut Ring, op: &Op, capacity: u64) -> Outcome {
         Op::UsedBytes => vec![consumer.used_bytes().map(bytes_of)],
         Op::ReattachProducer => {
             // Detach first (nothing of the old producer survives), then attach.
-            *producer = heap::producer(buf).expect("re-attach producer");
+            // SAFETY: the new producer replaces the old one at once, which is
+            // then dropped; one thread.
+            *producer = unsafe { heap::producer(buf) }.expect("re-attach producer");
             vec![Ok(Vec::new())]
         }
         Op::ReattachConsumer => {
-            *consumer = heap::consumer(buf).expect("re-attach consumer");
+            // SAFETY: as above, for the consumer.
+            *consumer = unsafe { heap::consumer(buf) }.expect("re-attach consumer");
             vec![Ok(Vec::new())]
         }
     }
@@ -360,8 +363,10 @@ impl StateMachineTest for RingTest {
         bytes[HEAD_OFFSET..HEAD_OFFSET + 8].copy_from_slice(&model.head.to_ne_bytes());
         bytes[TAIL_OFFSET..TAIL_OFFSET + 8].copy_from_slice(&model.tail.to_ne_bytes());
         let buf = Arc::new(buf);
-        let producer = heap::producer(&buf).expect("producer");
-        let consumer = heap::consumer(&buf).expect("consumer");
+        // SAFETY: a fresh buffer; these are its first producer and consumer.
+        let producer = unsafe { heap::producer(&buf) }.expect("producer");
+        // SAFETY: as above.
+        let consumer = unsafe { heap::consumer(&buf) }.expect("consumer");
         Ring {
             buf,
             producer,
@@ -381,7 +386,8 @@ impl StateMachineTest for RingTest {
         let checked = unsafe { ringproof::attach(ring.buf.as_ptr(), ring.buf.len()) }
             .expect("header still validates");
         assert_eq!(checked.capacity(), model.capacity);
-        let shared = heap::shared(&ring.buf).expect("shared view");
+        // SAFETY: the view only loads the shared words; no side runs over it.
+        let shared = unsafe { heap::shared(&ring.buf) }.expect("shared view");
         // Acquire: pairs with the consumer's Release store of `head` (same thread here).
         assert_eq!(
             shared.head().load(Ordering::Acquire),

@@ -3,6 +3,21 @@
 //!
 //! The same layout and the same protocol code as a shared-memory ring; used by
 //! the property tests, the fuzz targets and the in-process benches.
+//!
+//! [`channel`] is the safe way in: a fresh buffer and its only two sides.
+//! Attaching a side to a buffer you hold ([`producer`], [`consumer`], or a
+//! side over [`shared`]) is `unsafe`: a second producer (or consumer) over
+//! the same bytes would be a data race, and only the caller can know that
+//! the previous one is gone. Safe code cannot do it:
+//!
+//! ```compile_fail,E0133
+//! let buf = std::sync::Arc::new(ringproof::heap::AlignedBuf::segment(64).unwrap());
+//! let second = ringproof::heap::producer(&buf);
+//! ```
+//! ```compile_fail,E0133
+//! let buf = std::sync::Arc::new(ringproof::heap::AlignedBuf::segment(64).unwrap());
+//! let view = ringproof::heap::shared(&buf);
+//! ```
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::ptr::NonNull;
@@ -10,7 +25,7 @@ use std::sync::Arc;
 
 use zerocopy::IntoBytes;
 
-use crate::layout::{HEADER_SIZE, Header, LINE, segment_size};
+use crate::layout::{HEADER_SIZE, Header, LINE, MAX_CAPACITY, MIN_CAPACITY, segment_size};
 use crate::spsc::{Consumer, Error, Producer};
 use crate::sync::MemShared;
 use crate::validate::attach;
@@ -94,6 +109,9 @@ pub type HeapShared = MemShared<Arc<AlignedBuf>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HeapError {
+    /// The capacity is not a power of two in the accepted range
+    /// ([`crate::layout::capacity_ok`]).
+    InvalidCapacity(u64),
     /// The header did not pass [`attach`].
     Attach(crate::AttachError),
     /// The indices did not pass the protocol's checks.
@@ -103,6 +121,10 @@ pub enum HeapError {
 impl core::fmt::Display for HeapError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            HeapError::InvalidCapacity(capacity) => write!(
+                f,
+                "invalid ring size {capacity}: must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes"
+            ),
             HeapError::Attach(e) => e.fmt(f),
             HeapError::Ring(e) => e.fmt(f),
         }
@@ -112,28 +134,64 @@ impl core::fmt::Display for HeapError {
 impl std::error::Error for HeapError {}
 
 /// Attaches to a segment held in `buf` (checked like one from shared memory).
-pub fn shared(buf: &Arc<AlignedBuf>) -> Result<HeapShared, HeapError> {
+///
+/// # Safety
+///
+/// A [`Producer`] or [`Consumer`] made over the returned view (with
+/// `Producer::new`, `Consumer::new`) is bound by the contract of [`producer`]
+/// or [`consumer`]. Loading and storing the shared words needs nothing.
+pub unsafe fn shared(buf: &Arc<AlignedBuf>) -> Result<HeapShared, HeapError> {
     // SAFETY: the buffer is readable for its length while `buf` lives.
     let checked = unsafe { attach(buf.as_ptr(), buf.len()) }.map_err(HeapError::Attach)?;
-    // SAFETY: the Arc clone keeps the buffer alive as long as the MemShared.
+    // SAFETY: the Arc clone keeps the buffer alive as long as the MemShared;
+    // the one-side-per-role rule of `MemShared::new` is our caller's contract.
     Ok(unsafe { MemShared::new(checked, Arc::clone(buf)) })
 }
 
-/// A producer over the segment in `buf`.
-pub fn producer(buf: &Arc<AlignedBuf>) -> Result<Producer<HeapShared>, HeapError> {
-    Producer::new(shared(buf)?).map_err(HeapError::Ring)
+/// A producer over the segment in `buf`, resuming from its committed `tail`.
+///
+/// # Safety
+///
+/// While the returned producer lives, no other producer over the segment in
+/// `buf` may be used: two producers write the same free bytes, which is a data
+/// race when they run on two threads and overlapping `&mut` borrows even on
+/// one. Replacing a producer is sound when the old one is dropped or never
+/// used again, its last use happening before this call (on another thread:
+/// e.g. joined).
+pub unsafe fn producer(buf: &Arc<AlignedBuf>) -> Result<Producer<HeapShared>, HeapError> {
+    // SAFETY: the producer made here is the one our caller vouches for.
+    let shared = unsafe { shared(buf) }?;
+    Producer::new(shared).map_err(HeapError::Ring)
 }
 
-/// A consumer over the segment in `buf`.
-pub fn consumer(buf: &Arc<AlignedBuf>) -> Result<Consumer<HeapShared>, HeapError> {
-    Consumer::new(shared(buf)?).map_err(HeapError::Ring)
+/// A consumer over the segment in `buf`, resuming from its released `head`.
+///
+/// # Safety
+///
+/// While the returned consumer lives, no other consumer over the segment in
+/// `buf` may be used: one could release bytes the other still reads, and the
+/// producer would overwrite them under its borrow. Replacing a consumer is
+/// sound when the old one is dropped or never used again, its last use
+/// happening before this call (on another thread: e.g. joined).
+pub unsafe fn consumer(buf: &Arc<AlignedBuf>) -> Result<Consumer<HeapShared>, HeapError> {
+    // SAFETY: the consumer made here is the one our caller vouches for.
+    let shared = unsafe { shared(buf) }?;
+    Consumer::new(shared).map_err(HeapError::Ring)
 }
 
-/// A fresh in-process ring of `capacity` bytes, or `None` when the capacity
-/// is not accepted.
-pub fn channel(capacity: u64) -> Option<(Producer<HeapShared>, Consumer<HeapShared>)> {
-    let buf = Arc::new(AlignedBuf::segment(capacity)?);
-    let producer = producer(&buf).ok()?;
-    let consumer = consumer(&buf).ok()?;
-    Some((producer, consumer))
+/// A fresh in-process ring of `capacity` bytes: its only producer and its
+/// only consumer (nobody else can reach the buffer without `unsafe`).
+///
+/// # Errors
+///
+/// [`HeapError::InvalidCapacity`] when `capacity` is not accepted
+/// ([`crate::layout::capacity_ok`]).
+pub fn channel(capacity: u64) -> Result<(Producer<HeapShared>, Consumer<HeapShared>), HeapError> {
+    let buf = Arc::new(AlignedBuf::segment(capacity).ok_or(HeapError::InvalidCapacity(capacity))?);
+    // SAFETY: `buf` is new and private to this function: these are the only
+    // producer and the only consumer that will ever run over it.
+    let producer = unsafe { producer(&buf) }?;
+    // SAFETY: as above.
+    let consumer = unsafe { consumer(&buf) }?;
+    Ok((producer, consumer))
 }

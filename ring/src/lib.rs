@@ -17,6 +17,41 @@
 //! assert_eq!(&*message, b"hello");
 //! message.release();
 //! ```
+//!
+//! # Threads
+//!
+//! The shipped backend ([`sync::MemShared`], and [`heap::HeapShared`] with
+//! `std`) and a [`Producer`] and a [`Consumer`] over it are `Send`: each
+//! side can move to the thread that runs it (checked at compile time below
+//! the module list). They are not `Sync`: a side's own state (its cached
+//! index, its poisoning) is not atomic, and the view lends its data bytes to
+//! one side, so a side is used by one thread at a time. None of these compile:
+//!
+//! ```compile_fail,E0277
+//! fn is_sync<T: Sync>() {}
+//! is_sync::<ringproof::sync::MemShared<()>>();
+//! ```
+//! ```compile_fail,E0277
+//! fn is_sync<T: Sync>() {}
+//! is_sync::<ringproof::Producer<ringproof::sync::MemShared<()>>>();
+//! ```
+//! ```compile_fail,E0277
+//! fn is_sync<T: Sync>() {}
+//! is_sync::<ringproof::Consumer<ringproof::sync::MemShared<()>>>();
+//! ```
+//! ```compile_fail,E0277
+//! fn is_sync<T: Sync>() {}
+//! is_sync::<ringproof::Producer<ringproof::heap::HeapShared>>();
+//! ```
+//! ```compile_fail,E0277
+//! fn is_sync<T: Sync>() {}
+//! is_sync::<ringproof::Consumer<ringproof::heap::HeapShared>>();
+//! ```
+//!
+//! The one safe way to get both sides of an in-process ring is
+//! [`heap::channel`]; attaching a side to an existing buffer
+//! ([`heap::producer`], [`heap::consumer`]) is `unsafe`, because a second
+//! producer (or consumer) over the same bytes would be a data race.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -36,3 +71,18 @@ pub mod shm;
 
 pub use spsc::{Consumer, Corruption, Error, Producer};
 pub use validate::{AttachError, attach};
+
+// Each side may move to another thread (the `!Sync` half is the
+// `compile_fail` examples in the crate documentation).
+const _: fn() = || {
+    fn is_send<T: Send>() {}
+    is_send::<sync::MemShared<()>>();
+    is_send::<Producer<sync::MemShared<()>>>();
+    is_send::<Consumer<sync::MemShared<()>>>();
+    #[cfg(feature = "std")]
+    {
+        is_send::<heap::HeapShared>();
+        is_send::<Producer<heap::HeapShared>>();
+        is_send::<Consumer<heap::HeapShared>>();
+    }
+};

@@ -244,7 +244,11 @@ impl<O> MemShared<O> {
     /// # Safety
     ///
     /// The memory behind `checked` stays mapped while `owner` lives, and is
-    /// accessed only through atomics or under the protocol.
+    /// accessed only through atomics or under the protocol. The protocol
+    /// allows one producer and one consumer: while a [`crate::Producer`]
+    /// (or [`crate::Consumer`]) made over this view lives, no other side of
+    /// the same role over the same memory may be used, in this process or
+    /// another.
     pub unsafe fn new(checked: Checked, owner: O) -> Self {
         MemShared {
             base: checked.base(),
@@ -352,5 +356,178 @@ unsafe impl<O> Shared for MemShared<O> {
     #[inline]
     fn wake(&self, word: &AtomicU32) {
         crate::wait::futex_wake(word);
+    }
+}
+
+#[cfg(all(test, feature = "std", target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::heap::AlignedBuf;
+    use crate::layout::MIN_CAPACITY;
+    use crate::validate::attach;
+    use core::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use std::vec::Vec;
+
+    /// Both parties arrive, then both leave (round `round`, from 1) and wait
+    /// for the same moment, `go` nanoseconds after `start`, so that their
+    /// next steps overlap (the one to arrive last would otherwise be done
+    /// before the other has seen it arrive).
+    fn barrier(arrived: &AtomicU64, go: &AtomicU64, start: Instant, round: u64) {
+        // AcqRel: what each party did before arriving (`go` included) happens
+        // before what the other does after leaving; pairs with the Acquire load below.
+        arrived.fetch_add(1, Ordering::AcqRel);
+        let mut spins = 0u32;
+        // Acquire: pairs with the other party's AcqRel increment.
+        while arrived.load(Ordering::Acquire) < 2 * round {
+            spins += 1;
+            if spins % 1024 == 0 {
+                std::thread::yield_now();
+            }
+            core::hint::spin_loop();
+        }
+        // Relaxed: written before the leader arrived (ordered by the barrier).
+        let go = go.load(Ordering::Relaxed);
+        while (start.elapsed().as_nanos() as u64) < go {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Pins the calling thread to the `nth` CPU it may run on, so that the two
+    /// parties of the litmus test below run in parallel whenever both run (on
+    /// a busy machine the scheduler would otherwise often time-slice them on
+    /// one CPU, where no reordering can be seen). Does nothing with one CPU.
+    fn pin_to_nth_cpu(nth: usize) {
+        // SAFETY: a zeroed cpu_set_t is a valid (empty) set.
+        let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+        let size = core::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: `set` is a valid cpu_set_t of `size` bytes; 0 is this thread.
+        if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
+            return;
+        }
+        let allowed: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: `cpu` is below CPU_SETSIZE and `set` is initialised.
+            .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+            .collect();
+        if allowed.len() < 2 {
+            return;
+        }
+        // SAFETY: as above.
+        unsafe { libc::CPU_ZERO(&mut set) };
+        // SAFETY: as above.
+        unsafe { libc::CPU_SET(allowed[nth % allowed.len()], &mut set) };
+        // SAFETY: `set` is a valid cpu_set_t; a failure only leaves the thread unpinned.
+        unsafe { libc::sched_setaffinity(0, size, &set) };
+    }
+
+    /// `MemShared::fence_seq_cst` on real hardware, in the park handshake's
+    /// shape (a store-buffering litmus test on the same words): the consumer
+    /// stores `consumer_wait`, fences, loads `tail` (`wait_readable`); the
+    /// producer stores `tail`, fences, loads `consumer_wait`
+    /// (`wake_consumer`). With the two `SeqCst` fences, at least one side sees
+    /// the other's store in every round, so a consumer never parks on a
+    /// message nobody wakes it for.
+    ///
+    /// The models replace this backend's fence with loom's, so only a run on
+    /// the machine checks this one (`ci/ordering-mutants` removes it). Without
+    /// it, x86's store buffer lets both loads run ahead of the stores: with the
+    /// two threads pinned to two CPUs, a hundred or more of the 200,000 rounds
+    /// miss both stores (measured on a busy 2-core machine, every run of
+    /// several). On one CPU nothing can be seen, and the test only shows
+    /// that the fence does no harm.
+    ///
+    /// Rounds: `RINGPROOF_FENCE_ROUNDS` (default 200,000), at most 3 s.
+    #[test]
+    fn fence_seq_cst_lets_no_round_of_the_park_handshake_miss_both_stores() {
+        let rounds: u64 = std::env::var("RINGPROOF_FENCE_ROUNDS")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(200_000);
+        let limit = Duration::from_secs(3);
+        let buf = Arc::new(AlignedBuf::segment(MIN_CAPACITY).expect("segment"));
+        let view = || {
+            // SAFETY: the buffer is readable for its length while `buf` lives.
+            let checked = unsafe { attach(buf.as_ptr(), buf.len()) }.expect("fresh header");
+            // SAFETY: the Arc keeps the buffer alive; no side runs over these
+            // views, they only load and store the shared words.
+            unsafe { MemShared::new(checked, Arc::clone(&buf)) }
+        };
+        let (consumer, producer) = (view(), view());
+        let (arrived, stop) = (&AtomicU64::new(0), &AtomicBool::new(false));
+        let go = &AtomicU64::new(0);
+        let start = Instant::now();
+        let (consumer_missed, producer_missed, done) = std::thread::scope(|scope| {
+            let consumer_side = scope.spawn(move || {
+                pin_to_nth_cpu(0);
+                let mut missed = Vec::new();
+                let mut round = 1;
+                loop {
+                    let last = round > rounds || start.elapsed() > limit;
+                    // Relaxed: published to the producer by the barrier.
+                    stop.store(last, Ordering::Relaxed);
+                    // Relaxed: as above; both sides start 2 µs from now.
+                    go.store(start.elapsed().as_nanos() as u64 + 2_000, Ordering::Relaxed);
+                    barrier(arrived, go, start, round);
+                    if last {
+                        return (missed, round - 1);
+                    }
+                    // Relaxed, then the fence: `Consumer::wait_readable`.
+                    consumer
+                        .consumer_wait()
+                        .store(round as u32, Ordering::Relaxed);
+                    consumer.fence_seq_cst();
+                    // Relaxed: ordered by the fence above (what is tested).
+                    if consumer.tail().load(Ordering::Relaxed) < round {
+                        missed.push(round);
+                    }
+                    round += 1;
+                }
+            });
+            let producer_side = scope.spawn(move || {
+                pin_to_nth_cpu(1);
+                let mut missed = Vec::new();
+                let mut round = 1;
+                loop {
+                    barrier(arrived, go, start, round);
+                    // Relaxed: ordered by the barrier.
+                    if stop.load(Ordering::Relaxed) {
+                        return missed;
+                    }
+                    // Relaxed, then the fence: `Producer::publish` and `wake_consumer`.
+                    producer.tail().store(round, Ordering::Relaxed);
+                    producer.fence_seq_cst();
+                    // Relaxed: ordered by the fence above (what is tested).
+                    if producer.consumer_wait().load(Ordering::Relaxed) < round as u32 {
+                        missed.push(round);
+                    }
+                    round += 1;
+                }
+            });
+            let (consumer_missed, done) = consumer_side.join().expect("consumer side");
+            let producer_missed = producer_side.join().expect("producer side");
+            (consumer_missed, producer_missed, done)
+        });
+        let both: Vec<u64> = consumer_missed
+            .iter()
+            .filter(|round| producer_missed.binary_search(round).is_ok())
+            .copied()
+            .collect();
+        std::println!(
+            "{done} rounds in {:?}: the consumer missed the producer's store in {}, \
+             the producer the consumer's in {}, both in {}",
+            start.elapsed(),
+            consumer_missed.len(),
+            producer_missed.len(),
+            both.len()
+        );
+        assert!(done > 0, "no round ran");
+        assert!(
+            both.is_empty(),
+            "in {} of {done} rounds (first: {:?}) both sides missed the other's store: \
+             a consumer would park on a message and never be woken",
+            both.len(),
+            &both[..both.len().min(5)]
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ringproof::heap::{self, AlignedBuf};
+use ringproof::heap::{self, AlignedBuf, HeapError};
 use ringproof::layout::{HEAD_OFFSET, HEADER_SIZE, RECORD_PADDING, TAIL_OFFSET, max_message};
 use ringproof::{Corruption, Error};
 
@@ -42,10 +42,23 @@ fn too_large_is_refused_with_the_limit() {
 }
 
 #[test]
+fn channel_refuses_a_capacity_that_is_not_a_power_of_two_in_range() {
+    for capacity in [0, 16, 100, 1 << 41] {
+        let refused = heap::channel(capacity).map(|_| ());
+        assert_eq!(refused, Err(HeapError::InvalidCapacity(capacity)));
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains(&capacity.to_string()), "{message}");
+    }
+    assert!(heap::channel(32).is_ok());
+}
+
+#[test]
 fn wrap_inserts_padding_record() {
     let buf = Arc::new(AlignedBuf::segment(64).unwrap());
-    let mut p = heap::producer(&buf).unwrap();
-    let mut c = heap::consumer(&buf).unwrap();
+    // SAFETY: no other producer of this buffer is used while it lives.
+    let mut p = unsafe { heap::producer(&buf) }.unwrap();
+    // SAFETY: no other consumer of this buffer is used while it lives.
+    let mut c = unsafe { heap::consumer(&buf) }.unwrap();
     p.push(&[1; 16]).unwrap(); // 24 bytes: 0..24
     p.push(&[2; 16]).unwrap(); // 24..48
     assert_eq!(c.pop().unwrap(), vec![1; 16]);
@@ -156,18 +169,22 @@ fn pop_into_small_buffer_keeps_the_message() {
 fn state_survives_detach_and_reattach() {
     let buf = Arc::new(AlignedBuf::segment(64).unwrap());
     {
-        let mut p = heap::producer(&buf).unwrap();
+        // SAFETY: no other producer of this buffer is used while it lives.
+        let mut p = unsafe { heap::producer(&buf) }.unwrap();
         for i in 0..4u8 {
             p.push(&[i; 7]).unwrap(); // 16-byte records: 4 fill the ring
         }
         assert_eq!(p.push(&[9; 7]).unwrap_err(), Error::Full);
     }
     {
-        let mut c = heap::consumer(&buf).unwrap();
+        // SAFETY: no other consumer of this buffer is used while it lives.
+        let mut c = unsafe { heap::consumer(&buf) }.unwrap();
         assert_eq!(c.pop().unwrap(), vec![0; 7]);
     }
-    let mut p = heap::producer(&buf).unwrap();
-    let mut c = heap::consumer(&buf).unwrap();
+    // SAFETY: no other producer of this buffer is used while it lives.
+    let mut p = unsafe { heap::producer(&buf) }.unwrap();
+    // SAFETY: no other consumer of this buffer is used while it lives.
+    let mut c = unsafe { heap::consumer(&buf) }.unwrap();
     p.push(&[9; 7]).unwrap();
     assert_eq!(p.push(&[10; 7]).unwrap_err(), Error::Full);
     for i in 1..4u8 {
@@ -187,7 +204,8 @@ fn scribble(buf: &AlignedBuf, offset: usize, value: &[u8]) {
 #[test]
 fn hostile_tail_poisons_the_consumer() {
     let buf = Arc::new(AlignedBuf::segment(256).unwrap());
-    let mut c = heap::consumer(&buf).unwrap();
+    // SAFETY: no other consumer of this buffer is used while it lives.
+    let mut c = unsafe { heap::consumer(&buf) }.unwrap();
     scribble(&buf, TAIL_OFFSET, &10_000u64.to_ne_bytes());
     assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
     // Poisoned: stays an error even after the value is fixed.
@@ -198,8 +216,10 @@ fn hostile_tail_poisons_the_consumer() {
 #[test]
 fn hostile_record_length_is_corruption_not_a_panic() {
     let buf = Arc::new(AlignedBuf::segment(256).unwrap());
-    let mut p = heap::producer(&buf).unwrap();
-    let mut c = heap::consumer(&buf).unwrap();
+    // SAFETY: no other producer of this buffer is used while it lives.
+    let mut p = unsafe { heap::producer(&buf) }.unwrap();
+    // SAFETY: no other consumer of this buffer is used while it lives.
+    let mut c = unsafe { heap::consumer(&buf) }.unwrap();
     p.push(b"abc").unwrap();
     scribble(&buf, HEADER_SIZE, &u32::MAX.to_ne_bytes());
     assert_eq!(
@@ -207,8 +227,10 @@ fn hostile_record_length_is_corruption_not_a_panic() {
         Error::Corrupted(Corruption::RecordLength)
     );
     let buf = Arc::new(AlignedBuf::segment(256).unwrap());
-    let mut p = heap::producer(&buf).unwrap();
-    let mut c = heap::consumer(&buf).unwrap();
+    // SAFETY: no other producer of this buffer is used while it lives.
+    let mut p = unsafe { heap::producer(&buf) }.unwrap();
+    // SAFETY: no other consumer of this buffer is used while it lives.
+    let mut c = unsafe { heap::consumer(&buf) }.unwrap();
     p.push(b"abc").unwrap();
     scribble(&buf, HEADER_SIZE + 4, &7u32.to_ne_bytes());
     assert_eq!(
@@ -220,7 +242,8 @@ fn hostile_record_length_is_corruption_not_a_panic() {
 #[test]
 fn hostile_head_poisons_the_producer() {
     let buf = Arc::new(AlignedBuf::segment(64).unwrap());
-    let mut p = heap::producer(&buf).unwrap();
+    // SAFETY: no other producer of this buffer is used while it lives.
+    let mut p = unsafe { heap::producer(&buf) }.unwrap();
     p.push(&[0; 24]).unwrap();
     p.push(&[0; 24]).unwrap();
     scribble(&buf, HEAD_OFFSET, &1000u64.to_ne_bytes());
@@ -233,7 +256,8 @@ fn hostile_head_poisons_the_producer() {
 #[test]
 fn overwritten_own_index_is_detected() {
     let buf = Arc::new(AlignedBuf::segment(256).unwrap());
-    let mut p = heap::producer(&buf).unwrap();
+    // SAFETY: no other producer of this buffer is used while it lives.
+    let mut p = unsafe { heap::producer(&buf) }.unwrap();
     p.push(b"abc").unwrap();
     scribble(&buf, TAIL_OFFSET, &0u64.to_ne_bytes());
     assert_eq!(
