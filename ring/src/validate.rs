@@ -10,8 +10,8 @@
 use core::fmt;
 
 use crate::layout::{
-    CHECKSUMMED, HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_CAPACITY, MIN_CAPACITY, capacity_ok,
-    checksum, segment_size,
+    CHECKSUMMED, HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_CAPACITY, MIN_CAPACITY,
+    PRODUCER_GEN_OFFSET, capacity_ok, checksum, segment_size,
 };
 
 /// Why a region is not a usable segment.
@@ -115,8 +115,10 @@ impl Checked {
     }
 }
 
-/// Bytes of the header [`attach`] reads: the checksummed fields and the checksum.
-const IMMUTABLE: usize = CHECKSUMMED + 8;
+/// Bytes of the header [`attach`] reads: the checksummed fields and the
+/// checksum, which end where the role generations begin.
+const IMMUTABLE: usize = PRODUCER_GEN_OFFSET;
+const _: () = assert!(IMMUTABLE == CHECKSUMMED + 8);
 
 /// Checks the header at `base` against `len`, the region's real size.
 ///

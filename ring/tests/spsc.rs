@@ -249,6 +249,41 @@ fn hostile_head_past_tail_after_a_release_poisons_the_producer() {
 }
 
 #[test]
+fn hostile_tail_more_than_a_capacity_past_head_after_reads_poisons_the_consumer() {
+    let buf = Arc::new(AlignedBuf::segment(64).unwrap());
+    let mut p = heap::producer(&buf).unwrap();
+    let mut c = heap::consumer(&buf).unwrap();
+    p.push(&[1; 24]).unwrap(); // 32-byte records: tail 64
+    p.push(&[2; 24]).unwrap();
+    assert_eq!(c.pop().unwrap(), vec![1; 24]);
+    assert_eq!(c.pop().unwrap(), vec![2; 24]);
+    // head = last seen tail = 64: the valid tails are [64, 64 + 64].
+    scribble(&buf, TAIL_OFFSET, &136u64.to_ne_bytes());
+    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
+    assert_eq!(c.used_bytes(), Err(Error::Corrupted(Corruption::Tail)));
+}
+
+#[test]
+fn positions_run_up_to_max_position_and_a_tail_past_it_is_corruption() {
+    let buf = Arc::new(AlignedBuf::segment(64).unwrap());
+    let start = MAX_POSITION - 32;
+    scribble(&buf, HEAD_OFFSET, &start.to_ne_bytes());
+    scribble(&buf, TAIL_OFFSET, &start.to_ne_bytes());
+    let mut p = heap::producer(&buf).unwrap();
+    let mut c = heap::consumer(&buf).unwrap();
+    // The last record that fits ends exactly at MAX_POSITION, and is delivered.
+    p.push(&[5; 24]).unwrap();
+    assert_eq!(p.position(), MAX_POSITION);
+    assert_eq!(c.pop().unwrap(), vec![5; 24]);
+    assert_eq!(c.position(), MAX_POSITION);
+    // The producer refuses to go past it...
+    assert_eq!(p.push(b"x"), Err(Error::Corrupted(Corruption::Tail)));
+    // ...and a tail moved past it is corrupt, though within a capacity of head.
+    scribble(&buf, TAIL_OFFSET, &(MAX_POSITION + 8).to_ne_bytes());
+    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
+}
+
+#[test]
 fn unaligned_or_too_large_tail_is_refused_when_a_side_attaches() {
     // (head, tail): tail unaligned but within a capacity of head, or past
     // MAX_POSITION but within a capacity of a head at the limit.
