@@ -10,8 +10,8 @@
 use core::fmt;
 
 use crate::layout::{
-    CHECKSUMMED, HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_CAPACITY, MIN_CAPACITY, capacity_ok,
-    checksum, segment_size,
+    CHECKSUMMED, HEADER_SIZE, LAYOUT_VERSION, MAGIC, MAX_CAPACITY, MIN_CAPACITY,
+    PRODUCER_GEN_OFFSET, capacity_ok, checksum, segment_size,
 };
 
 /// Why a region is not a usable segment.
@@ -115,27 +115,57 @@ impl Checked {
     }
 }
 
+/// Bytes of the header [`attach`] reads: the checksummed fields and the
+/// checksum, which end where the role generations begin.
+const IMMUTABLE: usize = PRODUCER_GEN_OFFSET;
+const _: () = assert!(IMMUTABLE == CHECKSUMMED + 8);
+
 /// Checks the header at `base` against `len`, the region's real size.
 ///
 /// Reads at most [`HEADER_SIZE`] bytes, and none when `len` is smaller.
+///
+/// The checks themselves live in the safe `check_region` and
+/// `check_header`, so that mutation testing (which skips `unsafe fn`)
+/// reaches them; this wrapper only reads the immutable bytes once.
 ///
 /// # Safety
 ///
 /// `base` is valid for reads of `len` bytes for the duration of the call.
 /// The bytes may change concurrently (they come from another process).
 pub unsafe fn attach(base: *const u8, len: usize) -> Result<Checked, AttachError> {
+    check_region(len, base.align_offset(8) == 0)?;
+    let mut immutable = [0u8; IMMUTABLE];
+    for (i, byte) in immutable.iter_mut().enumerate() {
+        // SAFETY: i < IMMUTABLE = 32 <= HEADER_SIZE <= len (`check_region`
+        // returned `Ok`), and `base` is readable for `len` bytes; a volatile
+        // read takes each byte exactly once.
+        *byte = unsafe { base.add(i).read_volatile() };
+    }
+    let capacity = check_header(&immutable, len)?;
+    Ok(Checked {
+        base: base.cast_mut(),
+        capacity,
+    })
+}
+
+/// The checks [`attach`] makes before it reads anything: the region holds a
+/// whole header and starts on an 8-byte boundary.
+fn check_region(len: usize, aligned: bool) -> Result<(), AttachError> {
     if len < HEADER_SIZE {
         return Err(AttachError::TooSmall { len });
     }
-    if base.align_offset(8) != 0 {
+    if !aligned {
         return Err(AttachError::Misaligned);
     }
-    let mut immutable = [0u8; CHECKSUMMED + 8];
-    for (i, byte) in immutable.iter_mut().enumerate() {
-        // SAFETY: i < 32 <= HEADER_SIZE <= len, and `base` is readable for
-        // `len` bytes; a volatile read takes each byte exactly once.
-        *byte = unsafe { base.add(i).read_volatile() };
-    }
+    Ok(())
+}
+
+/// Checks a copy of the header's first `IMMUTABLE` bytes against `len`, the
+/// region's real size; returns the checked capacity.
+///
+/// It takes a copy, not a slice of the segment: the segment may change under
+/// us, and a copy is checked and used as one value.
+fn check_header(immutable: &[u8; IMMUTABLE], len: usize) -> Result<u64, AttachError> {
     let field = |at: usize| -> [u8; 8] {
         let mut out = [0u8; 8];
         out.copy_from_slice(&immutable[at..at + 8]);
@@ -173,10 +203,7 @@ pub unsafe fn attach(base: *const u8, len: usize) -> Result<Checked, AttachError
             actual: len as u64,
         });
     }
-    Ok(Checked {
-        base: base.cast_mut(),
-        capacity,
-    })
+    Ok(capacity)
 }
 
 #[cfg(all(test, feature = "std"))]
@@ -278,11 +305,68 @@ mod tests {
     }
 
     #[test]
+    fn region_of_exactly_the_header_size_is_read_and_then_too_short_for_its_data() {
+        let buf = fresh(4096);
+        // SAFETY: a prefix of a readable buffer.
+        let err = unsafe { attach(buf.as_ptr(), HEADER_SIZE) }.unwrap_err();
+        assert_eq!(
+            err,
+            AttachError::SizeMismatch {
+                expected: HEADER_SIZE as u64 + 4096,
+                actual: HEADER_SIZE as u64
+            }
+        );
+        // SAFETY: a prefix of a readable buffer.
+        let err = unsafe { attach(buf.as_ptr(), HEADER_SIZE - 1) }.unwrap_err();
+        assert_eq!(
+            err,
+            AttachError::TooSmall {
+                len: HEADER_SIZE - 1
+            }
+        );
+    }
+
+    #[test]
     fn errors_display_one_clear_line() {
         let header = Header::new(64).unwrap();
         assert_eq!(header.as_bytes().len(), HEADER_SIZE);
-        let text = std::format!("{}", AttachError::ChecksumMismatch);
-        assert_eq!(text, "header checksum mismatch");
-        assert!(!std::format!("{}", AttachError::TooSmall { len: 3 }).contains('\n'));
+        let cases = [
+            (
+                AttachError::TooSmall { len: 3 },
+                "segment too small: 3 bytes, a ring needs at least 416 bytes",
+            ),
+            (AttachError::Misaligned, "segment is not 8-byte aligned"),
+            (
+                AttachError::BadMagic { zero: true },
+                "segment is not initialised (magic is zero)",
+            ),
+            (
+                AttachError::BadMagic { zero: false },
+                "not a ringproof segment (bad magic)",
+            ),
+            (
+                AttachError::UnsupportedVersion { found: 7 },
+                "unsupported layout version 7 (this build reads 1)",
+            ),
+            (
+                AttachError::BadHeaderSize { found: 512 },
+                "bad header size 512 (expected 384)",
+            ),
+            (
+                AttachError::BadCapacity { found: 4000 },
+                "bad capacity 4000 (must be a power of two from 32 to 1099511627776)",
+            ),
+            (AttachError::ChecksumMismatch, "header checksum mismatch"),
+            (
+                AttachError::SizeMismatch {
+                    expected: 4480,
+                    actual: 4096,
+                },
+                "segment size mismatch: header says 4480 bytes, segment has 4096",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(std::format!("{error}"), text);
+        }
     }
 }

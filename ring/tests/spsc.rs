@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use ringproof::heap::{self, AlignedBuf, HeapError};
 use ringproof::layout::{HEAD_OFFSET, HEADER_SIZE, RECORD_PADDING, TAIL_OFFSET, max_message};
+use ringproof::spsc::MAX_POSITION;
 use ringproof::{Corruption, Error};
 
 #[test]
@@ -251,6 +252,137 @@ fn hostile_head_poisons_the_producer() {
         p.push(b"x").unwrap_err(),
         Error::Corrupted(Corruption::Head)
     );
+}
+
+#[test]
+fn hostile_head_past_tail_after_a_release_poisons_the_producer() {
+    let buf = Arc::new(AlignedBuf::segment(64).unwrap());
+    let mut p = heap::producer(&buf).unwrap();
+    let mut c = heap::consumer(&buf).unwrap();
+    p.push(&[1; 24]).unwrap(); // 32-byte records: tail 64
+    p.push(&[2; 24]).unwrap();
+    assert_eq!(c.pop().unwrap(), vec![1; 24]);
+    assert_eq!(c.pop().unwrap(), vec![2; 24]);
+    // The producer has now seen head 64 = tail: the valid heads are [64, 64].
+    assert_eq!(p.free_bytes(), Ok(64));
+    // Aligned and less than `tail + last seen head`, but past `tail`.
+    scribble(&buf, HEAD_OFFSET, &72u64.to_ne_bytes());
+    assert_eq!(p.free_bytes(), Err(Error::Corrupted(Corruption::Head)));
+    assert_eq!(p.push(b"x"), Err(Error::Corrupted(Corruption::Head)));
+}
+
+#[test]
+fn hostile_tail_more_than_a_capacity_past_head_after_reads_poisons_the_consumer() {
+    let buf = Arc::new(AlignedBuf::segment(64).unwrap());
+    let mut p = heap::producer(&buf).unwrap();
+    let mut c = heap::consumer(&buf).unwrap();
+    p.push(&[1; 24]).unwrap(); // 32-byte records: tail 64
+    p.push(&[2; 24]).unwrap();
+    assert_eq!(c.pop().unwrap(), vec![1; 24]);
+    assert_eq!(c.pop().unwrap(), vec![2; 24]);
+    // head = last seen tail = 64: the valid tails are [64, 64 + 64].
+    scribble(&buf, TAIL_OFFSET, &136u64.to_ne_bytes());
+    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
+    assert_eq!(c.used_bytes(), Err(Error::Corrupted(Corruption::Tail)));
+}
+
+#[test]
+fn positions_run_up_to_max_position_and_a_tail_past_it_is_corruption() {
+    let buf = Arc::new(AlignedBuf::segment(64).unwrap());
+    let start = MAX_POSITION - 32;
+    scribble(&buf, HEAD_OFFSET, &start.to_ne_bytes());
+    scribble(&buf, TAIL_OFFSET, &start.to_ne_bytes());
+    let mut p = heap::producer(&buf).unwrap();
+    let mut c = heap::consumer(&buf).unwrap();
+    // The last record that fits ends exactly at MAX_POSITION, and is delivered.
+    p.push(&[5; 24]).unwrap();
+    assert_eq!(p.position(), MAX_POSITION);
+    assert_eq!(c.pop().unwrap(), vec![5; 24]);
+    assert_eq!(c.position(), MAX_POSITION);
+    // The producer refuses to go past it...
+    assert_eq!(p.push(b"x"), Err(Error::Corrupted(Corruption::Tail)));
+    // ...and a tail moved past it is corrupt, though within a capacity of head.
+    scribble(&buf, TAIL_OFFSET, &(MAX_POSITION + 8).to_ne_bytes());
+    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
+}
+
+#[test]
+fn unaligned_or_too_large_tail_is_refused_when_a_side_attaches() {
+    // (head, tail): tail unaligned but within a capacity of head, or past
+    // MAX_POSITION but within a capacity of a head at the limit.
+    for (head, tail) in [
+        (0u64, 4u64),
+        (0, 60),
+        (64, 68),
+        (MAX_POSITION, MAX_POSITION + 8),
+    ] {
+        let buf = Arc::new(AlignedBuf::segment(256).unwrap());
+        scribble(&buf, HEAD_OFFSET, &head.to_ne_bytes());
+        scribble(&buf, TAIL_OFFSET, &tail.to_ne_bytes());
+        let want = Err(HeapError::Ring(Error::Corrupted(Corruption::Tail)));
+        assert_eq!(heap::producer(&buf).map(|_| ()), want, "{head}, {tail}");
+        assert_eq!(heap::consumer(&buf).map(|_| ()), want, "{head}, {tail}");
+    }
+}
+
+#[test]
+fn positions_up_to_max_position_are_accepted_when_a_side_attaches() {
+    for (head, tail) in [
+        (MAX_POSITION, MAX_POSITION),
+        (MAX_POSITION - 256, MAX_POSITION),
+    ] {
+        let buf = Arc::new(AlignedBuf::segment(256).unwrap());
+        scribble(&buf, HEAD_OFFSET, &head.to_ne_bytes());
+        scribble(&buf, TAIL_OFFSET, &tail.to_ne_bytes());
+        let p = heap::producer(&buf).unwrap();
+        let c = heap::consumer(&buf).unwrap();
+        assert_eq!((c.position(), p.position()), (head, tail));
+    }
+}
+
+#[test]
+fn corruption_and_error_messages_name_what_is_wrong() {
+    let corruptions = [
+        (Corruption::Head, "head index out of range"),
+        (Corruption::Tail, "tail index out of range"),
+        (Corruption::RecordKind, "unknown record kind"),
+        (Corruption::RecordLength, "record length out of range"),
+        (
+            Corruption::OwnIndex,
+            "own index overwritten by another writer",
+        ),
+    ];
+    for (corruption, text) in corruptions {
+        assert_eq!(corruption.to_string(), text);
+        assert_eq!(
+            Error::Corrupted(corruption).to_string(),
+            format!("ring is corrupted: {text}")
+        );
+    }
+    let errors = [
+        (Error::Full, "ring is full"),
+        (Error::Empty, "ring is empty"),
+        (
+            Error::TooLarge { len: 100, max: 24 },
+            "message of 100 bytes exceeds this ring's maximum of 24 bytes",
+        ),
+        (Error::Closed, "ring is closed"),
+        (
+            Error::BufferTooSmall { needed: 12 },
+            "buffer too small: the message has 12 bytes",
+        ),
+        (
+            Error::SizeMismatch {
+                expected: 4,
+                actual: 8,
+            },
+            "message has 8 bytes, expected 4",
+        ),
+        (Error::TimedOut, "timed out"),
+    ];
+    for (error, text) in errors {
+        assert_eq!(error.to_string(), text);
+    }
 }
 
 #[test]
