@@ -257,8 +257,10 @@ fn hostile_head_poisons_the_producer() {
 #[test]
 fn hostile_head_past_tail_after_a_release_poisons_the_producer() {
     let buf = Arc::new(AlignedBuf::segment(64).unwrap());
-    let mut p = heap::producer(&buf).unwrap();
-    let mut c = heap::consumer(&buf).unwrap();
+    // SAFETY: no other producer of this buffer is used while it lives.
+    let mut p = unsafe { heap::producer(&buf) }.unwrap();
+    // SAFETY: no other consumer of this buffer is used while it lives.
+    let mut c = unsafe { heap::consumer(&buf) }.unwrap();
     p.push(&[1; 24]).unwrap(); // 32-byte records: tail 64
     p.push(&[2; 24]).unwrap();
     assert_eq!(c.pop().unwrap(), vec![1; 24]);
@@ -274,8 +276,10 @@ fn hostile_head_past_tail_after_a_release_poisons_the_producer() {
 #[test]
 fn hostile_tail_more_than_a_capacity_past_head_after_reads_poisons_the_consumer() {
     let buf = Arc::new(AlignedBuf::segment(64).unwrap());
-    let mut p = heap::producer(&buf).unwrap();
-    let mut c = heap::consumer(&buf).unwrap();
+    // SAFETY: no other producer of this buffer is used while it lives.
+    let mut p = unsafe { heap::producer(&buf) }.unwrap();
+    // SAFETY: no other consumer of this buffer is used while it lives.
+    let mut c = unsafe { heap::consumer(&buf) }.unwrap();
     p.push(&[1; 24]).unwrap(); // 32-byte records: tail 64
     p.push(&[2; 24]).unwrap();
     assert_eq!(c.pop().unwrap(), vec![1; 24]);
@@ -292,8 +296,10 @@ fn positions_run_up_to_max_position_and_a_tail_past_it_is_corruption() {
     let start = MAX_POSITION - 32;
     scribble(&buf, HEAD_OFFSET, &start.to_ne_bytes());
     scribble(&buf, TAIL_OFFSET, &start.to_ne_bytes());
-    let mut p = heap::producer(&buf).unwrap();
-    let mut c = heap::consumer(&buf).unwrap();
+    // SAFETY: no other producer of this buffer is used while it lives.
+    let mut p = unsafe { heap::producer(&buf) }.unwrap();
+    // SAFETY: no other consumer of this buffer is used while it lives.
+    let mut c = unsafe { heap::consumer(&buf) }.unwrap();
     // The last record that fits ends exactly at MAX_POSITION, and is delivered.
     p.push(&[5; 24]).unwrap();
     assert_eq!(p.position(), MAX_POSITION);
@@ -320,8 +326,12 @@ fn unaligned_or_too_large_tail_is_refused_when_a_side_attaches() {
         scribble(&buf, HEAD_OFFSET, &head.to_ne_bytes());
         scribble(&buf, TAIL_OFFSET, &tail.to_ne_bytes());
         let want = Err(HeapError::Ring(Error::Corrupted(Corruption::Tail)));
-        assert_eq!(heap::producer(&buf).map(|_| ()), want, "{head}, {tail}");
-        assert_eq!(heap::consumer(&buf).map(|_| ()), want, "{head}, {tail}");
+        // SAFETY: the side is dropped at once (attach fails); no other producer exists.
+        let got = unsafe { heap::producer(&buf) }.map(|_| ());
+        assert_eq!(got, want, "{head}, {tail}");
+        // SAFETY: the side is dropped at once (attach fails); no other consumer exists.
+        let got = unsafe { heap::consumer(&buf) }.map(|_| ());
+        assert_eq!(got, want, "{head}, {tail}");
     }
 }
 
@@ -334,8 +344,10 @@ fn positions_up_to_max_position_are_accepted_when_a_side_attaches() {
         let buf = Arc::new(AlignedBuf::segment(256).unwrap());
         scribble(&buf, HEAD_OFFSET, &head.to_ne_bytes());
         scribble(&buf, TAIL_OFFSET, &tail.to_ne_bytes());
-        let p = heap::producer(&buf).unwrap();
-        let c = heap::consumer(&buf).unwrap();
+        // SAFETY: no other producer of this buffer is used while it lives.
+        let p = unsafe { heap::producer(&buf) }.unwrap();
+        // SAFETY: no other consumer of this buffer is used while it lives.
+        let c = unsafe { heap::consumer(&buf) }.unwrap();
         assert_eq!((c.position(), p.position()), (head, tail));
     }
 }
