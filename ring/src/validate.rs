@@ -346,7 +346,7 @@ mod tests {
             ),
             (
                 AttachError::UnsupportedVersion { found: 7 },
-                "unsupported layout version 7 (this build reads 1)",
+                "unsupported layout version 7 (this build reads 2)",
             ),
             (
                 AttachError::BadHeaderSize { found: 512 },
