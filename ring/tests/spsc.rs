@@ -115,6 +115,23 @@ fn batch_commits_with_one_store_and_drop_aborts() {
 }
 
 #[test]
+fn batches_are_empty_until_a_record_is_staged_or_read() {
+    let (mut p, mut c) = heap::channel(256).unwrap();
+    let mut batch = p.batch();
+    assert!(batch.is_empty());
+    batch.push(b"a").unwrap();
+    assert!(!batch.is_empty());
+    batch.commit();
+    let mut reads = c.read_batch();
+    assert!(reads.is_empty());
+    assert_eq!(reads.len(), 0);
+    assert_eq!(reads.read().unwrap(), b"a");
+    assert!(!reads.is_empty());
+    assert_eq!(reads.len(), 1);
+    reads.release();
+}
+
+#[test]
 fn unreleased_read_is_read_again() {
     let (mut p, mut c) = heap::channel(256).unwrap();
     p.push(b"one").unwrap();
