@@ -14,32 +14,8 @@ use ringproof::layout::{CLOSED_OFFSET, HEADER_SIZE, Header, PRODUCER_GEN_OFFSET,
 use ringproof::shm::{self, OpenMode, Role, Segment, ShmConsumer, ShmError, ShmProducer};
 use zerocopy::IntoBytes;
 
-/// A unique segment name, unlinked on drop (also when the test fails).
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Self {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        // Relaxed: only uniqueness matters; nothing else is published.
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Name(format!(
-            "/ringproof-test-life-{tag}-{}-{n}",
-            std::process::id()
-        ))
-    }
-    fn path(&self) -> String {
-        format!("/dev/shm{}", self.0)
-    }
-    fn exists(&self) -> bool {
-        std::path::Path::new(&self.path()).exists()
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.path());
-    }
-}
+mod common;
+use common::Name;
 
 /// Creates the file by hand, owner-only, as a creator's `shm_open` does.
 fn create_file(name: &Name, mode: u32) -> std::fs::File {
@@ -89,7 +65,7 @@ fn still_waiting<T>(rx: &mpsc::Receiver<T>) -> bool {
 
 #[test]
 fn opener_waits_for_a_creator_that_has_not_sized_or_published_the_segment() {
-    let name = Name::new("init");
+    let name = Name::new("life-init");
     let capacity = 4096;
     // The creator: file created, role held, nothing else yet.
     let file = create_file(&name, 0o600);
@@ -138,7 +114,7 @@ fn opener_waits_for_a_creator_that_has_not_sized_or_published_the_segment() {
 
 #[test]
 fn uninitialised_segment_whose_creator_died_is_an_error_after_a_short_wait() {
-    let name = Name::new("orphan");
+    let name = Name::new("life-orphan");
     drop(create_file(&name, 0o600)); // nobody holds a role
     let err = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::NeverInitialised(_)), "{err}");
@@ -164,7 +140,7 @@ fn hand_made_segment(name: &Name, mode: u32, allocate: bool) {
 #[test]
 fn a_hand_made_owner_only_segment_is_accepted() {
     // The control for the refusals below: the same file, mode 0600, allocated.
-    let name = Name::new("handmade");
+    let name = Name::new("life-handmade");
     hand_made_segment(&name, 0o600, true);
     let mut p = ShmProducer::new(&name.0, 0, OpenMode::Open).unwrap();
     p.push(b"ok").unwrap();
@@ -172,7 +148,7 @@ fn a_hand_made_owner_only_segment_is_accepted() {
 
 #[test]
 fn segment_that_lets_other_users_in_is_refused() {
-    let name = Name::new("mode");
+    let name = Name::new("life-mode");
     hand_made_segment(&name, 0o666, true);
     for err in [
         ShmProducer::new(&name.0, 0, OpenMode::Open).unwrap_err(),
@@ -194,7 +170,7 @@ fn segment_owned_by_another_user_is_refused() {
         eprintln!("skipped: only root can give a file to another user here");
         return;
     }
-    let name = Name::new("squat");
+    let name = Name::new("life-squat");
     hand_made_segment(&name, 0o600, true);
     std::os::unix::fs::chown(name.path(), Some(65534), Some(65534)).unwrap();
     let err = ShmProducer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap_err();
@@ -204,7 +180,7 @@ fn segment_owned_by_another_user_is_refused() {
 
 #[test]
 fn segment_with_holes_is_refused_before_its_data_is_touched() {
-    let name = Name::new("sparse");
+    let name = Name::new("life-sparse");
     hand_made_segment(&name, 0o600, false);
     let err = ShmProducer::new(&name.0, 0, OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::NotPreallocated { .. }), "{err}");
@@ -212,11 +188,11 @@ fn segment_with_holes_is_refused_before_its_data_is_touched() {
 
 #[test]
 fn fifo_symlink_and_directory_at_the_name_say_what_they_are() {
-    let fifo = Name::new("fifo");
+    let fifo = Name::new("life-fifo");
     nix::unistd::mkfifo(fifo.path().as_str(), nix::sys::stat::Mode::S_IRWXU).unwrap();
-    let link = Name::new("link");
+    let link = Name::new("life-link");
     std::os::unix::fs::symlink("/dev/null", link.path()).unwrap();
-    let dir = Name::new("dir");
+    let dir = Name::new("life-dir");
     std::fs::create_dir(dir.path()).unwrap();
     for (name, what) in [
         (&fifo, "a FIFO"),
@@ -250,7 +226,7 @@ fn two_sides_leaving_at_once_never_remove_a_newer_segment() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
-    let name = Name::new("leave");
+    let name = Name::new("life-leave");
     for run in 0..runs {
         let mut p = ShmProducer::new(&name.0, 4096, OpenMode::Create).unwrap();
         let mut c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
@@ -298,7 +274,7 @@ fn two_sides_leaving_at_once_never_remove_a_newer_segment() {
 
 #[test]
 fn a_side_leaving_last_never_removes_a_newer_segment_that_took_the_name() {
-    let name = Name::new("newer");
+    let name = Name::new("life-newer");
     let mut p = ShmProducer::new(&name.0, 4096, OpenMode::Create).unwrap();
     let mut c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
     p.push(b"last").unwrap();
@@ -319,7 +295,7 @@ fn a_side_leaving_last_never_removes_a_newer_segment_that_took_the_name() {
 
 #[test]
 fn stale_clean_never_removes_a_segment_whose_role_is_held() {
-    let name = Name::new("clean");
+    let name = Name::new("life-clean");
     let c = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap();
     assert_eq!(
         shm::remove_stale(&name.0).unwrap(),
@@ -347,7 +323,7 @@ fn scribble(name: &Name, offset: u64, value: &[u8]) {
 
 #[test]
 fn closed_set_by_another_process_ends_a_producer_waiting_for_room() {
-    let name = Name::new("closed");
+    let name = Name::new("life-closed");
     let mut p = ShmProducer::new(&name.0, 64, OpenMode::Create).unwrap();
     let max = p.max_message();
     while p.push(&vec![7; max]).is_ok() {}
@@ -362,7 +338,7 @@ fn closed_set_by_another_process_ends_a_producer_waiting_for_room() {
 
 #[test]
 fn producer_seen_once_is_seen_gone_after_its_generation_is_zeroed() {
-    let name = Name::new("gen");
+    let name = Name::new("life-gen");
     let c = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap();
     assert!(!c.producer_gone().unwrap(), "no producer came yet");
     let p = ShmProducer::new(&name.0, 0, OpenMode::Open).unwrap();

@@ -5,27 +5,8 @@ use std::time::Duration;
 use ringproof::Error;
 use ringproof::shm::{self, OpenMode, Role, Segment, ShmConsumer, ShmError, ShmProducer};
 
-/// A unique segment name, unlinked on drop (also when the test fails).
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Self {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        // Relaxed: only uniqueness matters; nothing else is published.
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Name(format!("/ringproof-test-{tag}-{}-{n}", std::process::id()))
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = shm::unlink(&self.0);
-    }
-}
-
-fn exists(name: &Name) -> bool {
-    std::path::Path::new(&format!("/dev/shm{}", name.0)).exists()
-}
+mod common;
+use common::Name;
 
 #[test]
 fn producer_and_consumer_meet_through_a_name() {
@@ -84,7 +65,7 @@ fn bad_capacity_is_refused() {
     let name = Name::new("cap");
     let err = ShmProducer::new(&name.0, 1000, OpenMode::Create).unwrap_err();
     assert!(matches!(err, ShmError::InvalidCapacity(1000)), "{err}");
-    assert!(!exists(&name));
+    assert!(!name.exists());
 }
 
 #[test]
@@ -94,12 +75,12 @@ fn closed_and_drained_segment_is_removed_by_the_last_to_leave() {
     p.push(b"x").unwrap();
     p.close().unwrap();
     drop(p);
-    assert!(exists(&name), "unread messages keep the segment");
+    assert!(name.exists(), "unread messages keep the segment");
     let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
     assert_eq!(c.pop().unwrap(), b"x");
     assert_eq!(c.pop().unwrap_err(), Error::Closed);
     drop(c);
-    assert!(!exists(&name));
+    assert!(!name.exists());
 }
 
 #[test]
@@ -173,11 +154,11 @@ fn late_consumer_finds_the_end_of_an_empty_closed_stream() {
     let mut p = ShmProducer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
     p.close().unwrap();
     drop(p);
-    assert!(exists(&name), "no consumer came yet: the segment stays");
+    assert!(name.exists(), "no consumer came yet: the segment stays");
     let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
     assert_eq!(c.pop().unwrap_err(), Error::Closed);
     drop(c);
-    assert!(!exists(&name));
+    assert!(!name.exists());
 }
 
 #[test]
@@ -194,5 +175,5 @@ fn a_ring_larger_than_dev_shm_is_no_space_not_sigbus() {
     let err = ShmProducer::new(&name.0, capacity, OpenMode::Create).unwrap_err();
     assert!(matches!(err, ShmError::NoSpace { .. }), "{err}");
     assert!(err.to_string().contains("--shm-size"), "hint: {err}");
-    assert!(!exists(&name), "a failed create removes its name");
+    assert!(!name.exists(), "a failed create removes its name");
 }
