@@ -365,7 +365,6 @@ mod tests {
     use crate::heap::AlignedBuf;
     use crate::layout::MIN_CAPACITY;
     use crate::validate::attach;
-    use core::sync::atomic::AtomicBool;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
     use std::vec::Vec;
@@ -454,7 +453,11 @@ mod tests {
             unsafe { MemShared::new(checked, Arc::clone(&buf)) }
         };
         let (consumer, producer) = (view(), view());
-        let (arrived, stop) = (&AtomicU64::new(0), &AtomicBool::new(false));
+        // The round at which both sides stop (0: not yet). A round number,
+        // not a flag: the consumer may run a round ahead of the producer, and
+        // a flag set for round r + 1 would stop the producer at round r,
+        // leaving the consumer waiting in the barrier for ever.
+        let (arrived, stop) = (&AtomicU64::new(0), &AtomicU64::new(0));
         let go = &AtomicU64::new(0);
         let start = Instant::now();
         let (consumer_missed, producer_missed, done) = std::thread::scope(|scope| {
@@ -464,8 +467,10 @@ mod tests {
                 let mut round = 1;
                 loop {
                     let last = round > rounds || start.elapsed() > limit;
-                    // Relaxed: published to the producer by the barrier.
-                    stop.store(last, Ordering::Relaxed);
+                    if last {
+                        // Relaxed: published to the producer by the barrier.
+                        stop.store(round, Ordering::Relaxed);
+                    }
                     // Relaxed: as above; both sides start 2 µs from now.
                     go.store(start.elapsed().as_nanos() as u64 + 2_000, Ordering::Relaxed);
                     barrier(arrived, go, start, round);
@@ -491,7 +496,7 @@ mod tests {
                 loop {
                     barrier(arrived, go, start, round);
                     // Relaxed: ordered by the barrier.
-                    if stop.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) == round {
                         return missed;
                     }
                     // Relaxed, then the fence: `Producer::publish` and `wake_consumer`.
