@@ -127,6 +127,10 @@ pub struct State {
     pub unlinks: Vec<Unlink>,
     /// Forced removals so far.
     pub forced: usize,
+    /// Processes that died while holding a name lock (coverage).
+    pub deaths_holding_name_lock: usize,
+    /// Looks that found a name not initialised yet (coverage).
+    pub initialising_seen: usize,
     /// Lifecycle removals that removed a newer file because a forced
     /// removal and a new create fell between the remover's identity check
     /// and its unlink (the window no name lock can close; see U1).
@@ -411,6 +415,9 @@ impl ModelNs {
         proc.steps += 1;
         if proc.die_at == Some(proc.steps) {
             proc.dead = true;
+            if state.name_lock_of(self.pid).is_some() {
+                state.deaths_holding_name_lock += 1;
+            }
             state.release_process(self.pid);
             drop(state);
             self.world.unlocked.notify_all();
@@ -570,6 +577,7 @@ impl Namespace for ModelNs {
         let creator_alive = state.files[file].locks[..2]
             .iter()
             .any(|lock| state.holder_alive(*lock).is_some());
+        state.initialising_seen += 1;
         Ok(Look::Initialising { creator_alive })
     }
 

@@ -27,6 +27,7 @@
 //! schedule; replay it with `RINGPROOF_SHUTTLE_REPLAY='<schedule>' cargo test
 //! -p ringproof-models --test shuttle_lifecycle <test name>`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ringproof::shm::lifecycle::{self, Namespace, Removal};
@@ -46,6 +47,34 @@ const NAME: &str = "/model";
 /// Any accepted capacity: the model does not map the ring.
 const CAPACITY: u64 = 32;
 
+/// How often each outcome of each scenario was reached, so that a run shows
+/// which branches it explored (std `Mutex`: bookkeeping, not a scheduling
+/// point; shuttle runs its tasks on one OS thread).
+static OUTCOMES: std::sync::Mutex<BTreeMap<String, usize>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Counts one execution that reached `outcome`.
+fn note(outcome: String) {
+    *OUTCOMES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(outcome)
+        .or_default() += 1;
+}
+
+/// Prints and forgets the outcomes noted so far whose label starts with `prefix`.
+fn report(prefix: &str) {
+    let mut outcomes = OUTCOMES.lock().unwrap_or_else(|e| e.into_inner());
+    let keys: Vec<String> = outcomes
+        .keys()
+        .filter(|k| k.starts_with(prefix))
+        .cloned()
+        .collect();
+    for key in keys {
+        let count = outcomes.remove(&key).unwrap_or(0);
+        eprintln!("  {key}: {count}");
+    }
+}
+
 fn explore(name: &str, pct: bool, scenario: fn()) {
     if let Ok(schedule) = std::env::var("RINGPROOF_SHUTTLE_REPLAY") {
         shuttle::replay(scenario, &schedule);
@@ -61,10 +90,38 @@ fn explore(name: &str, pct: bool, scenario: fn()) {
         Runner::new(RandomScheduler::new(iterations), config).run(scenario);
     }
     eprintln!(
-        "shuttle {name}: {} scheduler, {iterations} iterations, {:.2?}",
+        "shuttle {name}: {} scheduler, {iterations} iterations, {:.2?}; outcomes:",
         if pct { "pct" } else { "random" },
         start.elapsed()
     );
+    report(&name[..2]);
+}
+
+/// A short label for a result.
+fn outcome<T>(result: &Result<T, ShmError>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) if is_killed(e) => "killed".to_string(),
+        Err(ShmError::RoleTaken(_)) => "role taken".to_string(),
+        Err(ShmError::NotFound(_)) => "not found".to_string(),
+        Err(ShmError::NeverInitialised(_)) => "never initialised".to_string(),
+        Err(e) => format!("{e}"),
+    }
+}
+
+/// Who made each removal, by process id, for the outcome labels.
+fn removers(world: &World, roles: &[&str]) -> String {
+    let state = world.lock();
+    let names: Vec<&str> = state
+        .unlinks
+        .iter()
+        .map(|u| roles.get(u.pid).copied().unwrap_or("clean at the end"))
+        .collect();
+    if names.is_empty() {
+        "nobody".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// A side that took a role: its namespace, file and lease.
@@ -118,16 +175,18 @@ fn check_end(world: &Arc<World>) -> Result<Removal, ShmError> {
 }
 
 /// Producer and consumer attached (sequentially, outside the race) to a
-/// fresh segment, whose stream the producer then finished.
-fn attached_pair(world: &Arc<World>) -> (Side, Side) {
+/// fresh segment, whose stream the producer then finished (or not).
+fn attached_pair(world: &Arc<World>, finish: bool) -> (Side, Side) {
     let producer = attach(&world.process(None), Role::Producer, OpenMode::Create)
         .expect("creating the segment");
     let consumer =
         attach(&world.process(None), Role::Consumer, OpenMode::Open).expect("opening the segment");
-    producer
-        .0
-        .finish(&producer.1)
-        .expect("finishing the stream");
+    if finish {
+        producer
+            .0
+            .finish(&producer.1)
+            .expect("finishing the stream");
+    }
     (producer, consumer)
 }
 
@@ -136,7 +195,7 @@ fn attached_pair(world: &Arc<World>) -> (Side, Side) {
 /// ever removed.
 fn two_sides_leave_at_once() {
     let world = World::new();
-    let (producer, consumer) = attached_pair(&world);
+    let (producer, consumer) = attached_pair(&world, true);
     let first = producer.1.file();
     let p = thread::spawn(move || leave(producer));
     let c = thread::spawn(move || leave(consumer));
@@ -152,6 +211,10 @@ fn two_sides_leave_at_once() {
         );
         assert_eq!(state.unlinks[0].file, first, "(a) only our file's name");
     }
+    note(format!(
+        "a_: removed by {}",
+        removers(&world, &["producer", "consumer"])
+    ));
     let _ = check_end(&world);
 }
 
@@ -165,7 +228,7 @@ fn two_sides_leave_at_once() {
 /// the file the name refers to (E1).
 fn two_sides_leave_while_the_name_is_created_anew() {
     let world = World::new();
-    let (producer, consumer) = attached_pair(&world);
+    let (producer, consumer) = attached_pair(&world, true);
     let first = producer.1.file();
     let newcomer = world.process(None);
     let cleaner = world.process(None);
@@ -208,8 +271,30 @@ fn two_sides_leave_while_the_name_is_created_anew() {
             state.unlinks
         );
     }
+    note(format!(
+        "a_: newcomer {}{}, clean {:?}, removals by {}",
+        outcome(&z),
+        if kept_by_newcomer_end(&z, first) {
+            " (kept the finished stream)"
+        } else {
+            ""
+        },
+        k.as_ref().map_err(|e| outcome::<()>(&Err(clone_error(e)))),
+        removers(&world, &["producer", "consumer", "newcomer", "clean"])
+    ));
     let _ = check_end(&world);
     drop(z);
+}
+
+fn kept_by_newcomer_end(z: &Result<(usize, Option<Side>), ShmError>, first: usize) -> bool {
+    matches!(z, Ok((file, None)) if *file == first)
+}
+
+fn clone_error(e: &ShmError) -> ShmError {
+    match e {
+        ShmError::NotFound(n) => ShmError::NotFound(n.clone()),
+        _ => ShmError::Os("other", nix::errno::Errno::EIO),
+    }
 }
 
 /// **(b) `clean` races a consumer that attaches** (open, or create-or-open)
@@ -243,6 +328,12 @@ fn clean_races_attaching_consumer() {
         }) => assert!(c.is_ok(), "(b) in use, yet the consumer did not attach"),
         other => panic!("(b) clean: {other:?}"),
     }
+    let consumer_file = c.as_ref().ok().map(|side| side.1.file());
+    note(format!(
+        "b_: consumer ({mode:?}) {} on file {consumer_file:?}, clean {:?}",
+        outcome(&c),
+        k.as_ref().map_err(|e| outcome::<()>(&Err(clone_error(e))))
+    ));
     let _ = check_end(&world);
     drop(c);
 }
@@ -285,6 +376,13 @@ fn reclaim_races_consumer_attach() {
             );
         }
     }
+    note(format!(
+        "c_: producer on file {}, consumer ({mode:?}) {} on file {:?}, removals by {}",
+        p.1.file(),
+        outcome(&c),
+        c.as_ref().ok().map(|side| side.1.file()),
+        removers(&world, &["leftover", "producer", "consumer"])
+    ));
     let _ = check_end(&world);
     drop((p, c));
 }
@@ -329,6 +427,18 @@ fn creator_and_opener_start_together() {
         ),
         Err(e) => panic!("(d) the opener failed: {e}"),
     }
+    let (died_at, waited) = {
+        let state = world.lock();
+        (
+            state.procs[0].dead.then_some(state.procs[0].steps),
+            state.initialising_seen > 0,
+        )
+    };
+    note(format!(
+        "d_: creator died at step {died_at:?}, opener {}{}",
+        outcome(&o),
+        if waited { " after waiting" } else { "" }
+    ));
     let _ = check_end(&world);
     drop((c, o));
 }
@@ -364,17 +474,29 @@ fn deaths_at_every_step() {
     c.join().unwrap();
     k.join().unwrap();
     let l = l.join().unwrap();
-    let _ = check_end(&world);
+    let (dead, holding) = {
+        let state = world.lock();
+        let dead = state.procs.iter().filter(|p| p.dead).count();
+        (dead, state.deaths_holding_name_lock)
+    };
+    let clean = check_end(&world);
+    note(format!(
+        "e_: {dead} died ({holding} holding a name lock), late consumer {}, final clean {:?}",
+        outcome(&l),
+        clean.map_err(|e| outcome::<()>(&Err(e)))
+    ));
     drop(l);
 }
 
 /// **(f) A successor attaches while its predecessor in the same role
-/// leaves** (the producer has finished and left already, so the leaving
-/// consumer is the last side). Invariants: the successor, if it attached,
-/// is on the file the name refers to (E1) and no removal cut it off (U2).
+/// leaves** (the producer has left already, so the leaving consumer is the
+/// last side; the stream is finished, so that it removes the name, or not,
+/// so that it keeps it). Invariants: the successor, if it attached, is on
+/// the file the name refers to (E1) and no removal cut it off (U2).
 fn successor_attaches_while_predecessor_leaves() {
     let world = World::new();
-    let (producer, consumer) = attached_pair(&world);
+    let finished = thread_rng().gen_bool(0.5);
+    let (producer, consumer) = attached_pair(&world, finished);
     leave(producer);
     let successor = world.process(None);
     let c = thread::spawn(move || leave(consumer));
@@ -384,6 +506,11 @@ fn successor_attaches_while_predecessor_leaves() {
     if let Err(e) = &s {
         assert!(expected_error(e), "(f) successor: {e}");
     }
+    note(format!(
+        "f_: stream finished {finished}, successor {}, removals by {}",
+        outcome(&s),
+        removers(&world, &["producer", "consumer", "successor"])
+    ));
     let _ = check_end(&world);
     drop(s);
 }
@@ -400,7 +527,7 @@ fn successor_attaches_while_predecessor_leaves() {
 /// printed ([`WINDOW_HITS`]).
 fn forced_removal_then_new_segment() {
     let world = World::new();
-    let (producer, consumer) = attached_pair(&world);
+    let (producer, consumer) = attached_pair(&world, true);
     let operator = world.process(None);
     let p = thread::spawn(move || leave(producer));
     let c = thread::spawn(move || leave(consumer));
@@ -414,6 +541,11 @@ fn forced_removal_then_new_segment() {
     if let Err(e) = &z {
         assert!(expected_error(e), "(g) newcomer: {e}");
     }
+    note(format!(
+        "g_: newcomer {}, removals by {}",
+        outcome(&z),
+        removers(&world, &["producer", "consumer", "operator"])
+    ));
     if world.lock().forced_window > 0 {
         // Relaxed: a count; the test reads it after every execution ended.
         WINDOW_HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
