@@ -30,7 +30,7 @@
 //! Ghost state for the invariants: each process records the file it
 //! *believes* it is on ([`ModelNs::believe`], after `acquire` returned it),
 //! and every unlink is logged and checked on the spot (see
-//! [`State::unlink`]): those checks panic, which shuttle reports with the
+//! `State::unlink`): those checks panic, which shuttle reports with the
 //! failing schedule.
 #![allow(clippy::disallowed_types)]
 

@@ -4,10 +4,11 @@
 //!
 //! Every way of taking a role ends the same way: claim the role's lease,
 //! then confirm under the name lock that the name still refers to our file
-//! ([`Segment::confirm`]), then bump the role's generation. Every removal of
-//! the name happens under the name lock after checking that no role is held
-//! and that the name still refers to the file (see `docs/LAYOUT.md`,
-//! lifecycle).
+//! ([`lifecycle::confirm`]), then bump the role's generation. Every removal
+//! of the name happens under the name lock after checking that no role is
+//! held and that the name still refers to the file (see `docs/LAYOUT.md`,
+//! lifecycle). The decisions themselves are [`lifecycle`]'s; this module
+//! calls them over [`Posix`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
