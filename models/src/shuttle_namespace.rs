@@ -32,7 +32,6 @@
 //! and every unlink is logged and checked on the spot (see
 //! `State::unlink`): those checks panic, which shuttle reports with the
 //! failing schedule.
-#![allow(clippy::disallowed_types)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,7 +3,10 @@
 //! publication, and its name (whether the name still refers to this file).
 //!
 //! This module never runs the ring protocol: it hands the checked view to
-//! [`super::endpoint`] and to `inspect`.
+//! [`super::endpoint`] and to `inspect`. It makes no lifecycle decision
+//! either: [`Posix`] offers its operations as a [`Namespace`], and
+//! [`super::lifecycle`] decides (the models run the same decisions over an
+//! in-memory namespace).
 #![allow(clippy::disallowed_types)] // the magic and the generation words live here, outside the protocol.
 
 use std::ffi::c_void;
