@@ -12,6 +12,11 @@
 //!   consistent, randomised and PCT schedules over long runs) with a checker
 //!   that fails when both sides hold overlapping data borrows.
 //!
+//! - [`shuttle_namespace::World`]: an in-memory [`ringproof::shm::Namespace`]
+//!   (names, files, OFD-style byte locks, processes that die at a chosen
+//!   step), over which `tests/shuttle_lifecycle.rs` runs the shipped
+//!   lifecycle functions of [`ringproof::shm::lifecycle`].
+//!
 //! Both park on a `Mutex` + `Condvar` pair that stands in for the futex and
 //! ignore park timeouts, so a lost wake-up is a deadlock the checker reports.
 //!
@@ -19,6 +24,7 @@
 //! for what is proven and how to run each model.
 
 pub mod loom_shared;
+pub mod shuttle_namespace;
 pub mod shuttle_shared;
 
 use ringproof::sync::Shared;

@@ -4,18 +4,18 @@
 //!
 //! Every way of taking a role ends the same way: claim the role's lease,
 //! then confirm under the name lock that the name still refers to our file
-//! ([`Segment::confirm`]), then bump the role's generation. Every removal of
-//! the name happens under the name lock after checking that no role is held
-//! and that the name still refers to the file (see `docs/LAYOUT.md`,
-//! lifecycle).
+//! ([`lifecycle::confirm`]), then bump the role's generation. Every removal
+//! of the name happens under the name lock after checking that no role is
+//! held and that the name still refers to the file (see `docs/LAYOUT.md`,
+//! lifecycle). The decisions themselves are [`lifecycle`]'s; this module
+//! calls them over [`Posix`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-
 use super::lease::Lease;
-use super::segment::Segment;
+use super::lifecycle;
+use super::segment::{Posix, Segment};
 use super::{Role, ShmError, validate_name};
 use crate::spsc::{self, Consumer, Producer, Read};
 use crate::sync::{MemShared, Ordering, Shared};
@@ -23,9 +23,6 @@ use crate::sync::{MemShared, Ordering, Shared};
 /// Longest single park in the blocking calls; between parks they check
 /// whether the peer is still alive.
 const PARK: Duration = Duration::from_millis(50);
-/// How many times a side retries when the name changes under it (removed, or
-/// created anew) while it takes a role.
-const NAME_RETRIES: usize = 8;
 
 /// How a shared-memory side is obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,71 +82,12 @@ fn acquire(
     mode: OpenMode,
 ) -> Result<(Arc<Segment>, Lease), ShmError> {
     let name = validate_name(name)?;
-    for _ in 0..NAME_RETRIES {
-        let taken = match mode {
-            OpenMode::Create => create(&name, capacity, role),
-            OpenMode::Open => open_role(&name, role),
-            OpenMode::CreateOrOpen => create_or_open(&name, capacity, role),
-        }?;
-        if let Some(taken) = taken {
-            return Ok(taken);
-        }
-    }
-    Err(ShmError::Os(
-        "taking a role: the name keeps changing",
-        Errno::EAGAIN,
-    ))
-}
-
-/// A role taken, or `None` when the name changed under us (retry).
-type Taken = Option<(Arc<Segment>, Lease)>;
-
-fn create(name: &str, capacity: u64, role: Role) -> Result<Taken, ShmError> {
-    let (segment, lease) = Segment::create(name, capacity, role)?;
-    // A `clean` that ran between our create and our role claim removed the
-    // name: start again.
-    Ok(segment.confirm()?.then(|| (Arc::new(segment), lease)))
-}
-
-fn open_role(name: &str, role: Role) -> Result<Taken, ShmError> {
-    let segment = Arc::new(Segment::open(name)?);
-    let lease = segment.claim(role)?;
-    if !segment.confirm()? {
-        // The segment we opened lost its name before our role was held (its
-        // last side left, or `clean` removed it): it is not the stream
-        // anybody will find by this name.
-        return Ok(None);
-    }
-    segment.bump_generation(role);
-    Ok(Some((segment, lease)))
-}
-
-/// Opens `name`, creating it with `capacity` when absent. For a producer, a
-/// segment that nobody else holds and whose stream is closed and drained is
-/// finished: it is removed and created afresh.
-fn create_or_open(name: &str, capacity: u64, role: Role) -> Result<Taken, ShmError> {
-    match create(name, capacity, role) {
-        Err(ShmError::AlreadyExists(_)) => {}
-        other => return other,
-    }
-    let (segment, lease) = match open_role(name, role) {
-        Ok(Some(taken)) => taken,
-        Ok(None) | Err(ShmError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    // A producer starts a new stream over a finished one; a consumer must
-    // see that stream's end instead.
-    if role == Role::Producer && finished(&segment.shared()?) {
-        let removed = segment.remove_name_unless(|s| s.role_held(Role::Consumer))?;
-        if removed {
-            return Ok(None);
-        }
-    }
-    Ok(Some((segment, lease)))
+    let (segment, lease) = lifecycle::acquire(&Posix, &name, capacity, role, mode)?;
+    Ok((Arc::new(segment), lease))
 }
 
 /// Whether the stream is closed and every message released.
-fn finished<O>(shared: &MemShared<O>) -> bool {
+pub(super) fn finished<O>(shared: &MemShared<O>) -> bool {
     // Relaxed (all three): a decision about the name only; no record is read
     // on the strength of these values. A stale `closed` or `head` makes the
     // caller keep the segment (a later leaver or `clean` removes it).
@@ -159,20 +97,10 @@ fn finished<O>(shared: &MemShared<O>) -> bool {
 }
 
 /// Lets go of `lease` and removes the name when we leave last and the
-/// stream is finished (closed and drained, judged by `finished` under the
-/// name lock). A segment the other side never attached to stays, so that a
-/// consumer that comes late still finds the end of the stream.
-///
-/// The lease is dropped while the name lock is held: of two sides leaving at
-/// once, the first to take the lock still sees the other's role held and
-/// keeps the name; the second sees no role held, and the stream as the first
-/// left it, and removes the name.
+/// stream is finished ([`lifecycle::leave`]).
 fn leave(segment: &Segment, lease: Lease, finished: impl FnOnce() -> bool) {
-    let other = lease.role().other();
-    let _ = segment.remove_name_unless(|s| {
-        drop(lease);
-        Ok(!finished() || !s.ever_claimed(other) || s.role_held(other)?)
-    });
+    let role = lease.role();
+    lifecycle::leave(&Posix, segment, segment.name(), role, lease, finished);
 }
 
 /// The next park's length: [`PARK`], or less before a deadline.

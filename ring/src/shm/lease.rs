@@ -117,7 +117,7 @@ impl Drop for Lease {
 /// removed while a role of its file is held, and a remover never removes a
 /// newer file that took the name meanwhile (see `docs/LAYOUT.md`, lifecycle).
 #[derive(Debug)]
-pub(super) struct NameLock {
+pub struct NameLock {
     fd: OwnedFd,
 }
 

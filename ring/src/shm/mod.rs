@@ -11,6 +11,10 @@
 //!   open (waiting for a creator that is alive; checking type, owner, mode
 //!   and allocation before trusting a byte), whether the name still refers
 //!   to it, removal of stale names, `/dev/shm` scans.
+//! - [`lifecycle`]: every lifecycle decision (create, wait for the creator,
+//!   take a role and confirm the name, leave, reclaim, clean), generic over
+//!   a [`Namespace`] of file and lock operations; [`Posix`] is the one that
+//!   ships, the models crate runs the same functions over an in-memory one.
 //! - [`endpoint`]: the two sides: taking a role, blocking calls, leaving.
 //!
 //! The lifecycle rules (who waits for whom, who removes the name and when)
@@ -26,11 +30,13 @@ use crate::validate::AttachError;
 
 pub mod endpoint;
 pub mod lease;
+pub mod lifecycle;
 pub mod segment;
 
 pub use endpoint::{Claim, OpenMode, ShmConsumer, ShmProducer, claim};
 pub use lease::{CONSUMER_LOCK_BYTE, Lease, NAME_LOCK_BYTE, PRODUCER_LOCK_BYTE};
-pub use segment::{Entry, Inspection, Removal, Segment, list, remove_stale, scan, unlink};
+pub use lifecycle::{Namespace, Removal};
+pub use segment::{Entry, Inspection, Posix, Segment, list, remove_stale, scan, unlink};
 
 /// A side of the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

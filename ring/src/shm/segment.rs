@@ -3,7 +3,10 @@
 //! publication, and its name (whether the name still refers to this file).
 //!
 //! This module never runs the ring protocol: it hands the checked view to
-//! [`super::endpoint`] and to `inspect`.
+//! [`super::endpoint`] and to `inspect`. It makes no lifecycle decision
+//! either: [`Posix`] offers its operations as a [`Namespace`], and
+//! [`super::lifecycle`] decides (the models run the same decisions over an
+//! in-memory namespace).
 #![allow(clippy::disallowed_types)] // the magic and the generation words live here, outside the protocol.
 
 use std::ffi::c_void;
@@ -24,10 +27,10 @@ use nix::sys::stat::{FileStat, Mode, fstat};
 use zerocopy::IntoBytes;
 
 use super::lease::{Lease, NameLock, any_role_held, role_held_on};
+use super::lifecycle::{self, FileId, Look, Namespace, Removal};
 use super::{Role, ShmError, os_error, validate_name};
 use crate::layout::{
-    CONSUMER_GEN_OFFSET, HEADER_SIZE, Header, MAGIC, PRODUCER_GEN_OFFSET, capacity_ok, max_message,
-    segment_size,
+    CONSUMER_GEN_OFFSET, HEADER_SIZE, Header, MAGIC, PRODUCER_GEN_OFFSET, max_message, segment_size,
 };
 use crate::spsc::{self, Consumer};
 use crate::sync::{MemShared, Ordering, Shared, magic_published, publish_magic};
@@ -111,31 +114,6 @@ impl Inspection {
     pub fn valid(&self) -> bool {
         self.error.is_none() && self.position_error.is_none()
     }
-}
-
-/// What a look at a segment found.
-enum Look {
-    /// Initialised, checked and mapped.
-    Ready(Segment),
-    /// Its creator has not published the header yet.
-    Initialising {
-        /// Whether a live process holds a role (the creator takes one first).
-        creator_alive: bool,
-    },
-}
-
-/// What [`remove_stale`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Removal {
-    /// The name is gone.
-    Removed,
-    /// A live process holds a role; the segment was kept.
-    InUse {
-        /// The producer role is held.
-        producer_held: bool,
-        /// The consumer role is held.
-        consumer_held: bool,
-    },
 }
 
 /// An entry of `/dev/shm` as [`scan`] sees it.
@@ -288,28 +266,11 @@ impl Segment {
     /// seconds, after which it is [`ShmError::NeverInitialised`].
     pub fn open(name: &str) -> Result<Segment, ShmError> {
         let name = validate_name(name)?;
-        let mut creator_gone_since: Option<Instant> = None;
-        loop {
-            match Self::look(&name)? {
-                Look::Ready(segment) => return Ok(segment),
-                Look::Initialising { creator_alive } => {
-                    if creator_alive {
-                        creator_gone_since = None;
-                    } else if creator_gone_since
-                        .get_or_insert_with(Instant::now)
-                        .elapsed()
-                        >= INIT_WAIT
-                    {
-                        return Err(ShmError::NeverInitialised(name));
-                    }
-                    std::thread::sleep(INIT_POLL);
-                }
-            }
-        }
+        lifecycle::open(&Posix, &name)
     }
 
     /// One look at `name`: checked and mapped, or still being initialised.
-    fn look(name: &str) -> Result<Look, ShmError> {
+    fn look(name: &str) -> Result<Look<Segment>, ShmError> {
         let fd = open_fd(name)?;
         let stat = stat_fd(&fd, name)?;
         check_file(name, &stat)?;
@@ -355,58 +316,30 @@ impl Segment {
         self.checked_view(()).map(|_| ())
     }
 
-    /// Creates a fresh segment exclusively, claiming `role` before anything
-    /// else. `name` is already validated.
-    pub(super) fn create(
+    /// Sizes and allocates a freshly created file (open as `fd`), maps it and
+    /// publishes its header: [`Namespace::initialise`] for [`Posix`]. The
+    /// ordering around it (role first, clean-up on failure) is
+    /// [`lifecycle::create_segment`]'s.
+    fn create_sized(
         name: &str,
+        fd: &OwnedFd,
+        id: FileId,
         capacity: u64,
-        role: Role,
-    ) -> Result<(Segment, Lease), ShmError> {
-        if !capacity_ok(capacity) {
-            return Err(ShmError::InvalidCapacity(capacity));
-        }
+    ) -> Result<Segment, ShmError> {
         let len = segment_size(capacity);
-        let fd = shm_open(
-            name,
-            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL,
-            Mode::S_IRUSR | Mode::S_IWUSR,
-        )
-        .map_err(|e| os_error(name, "shm_open", e))?;
-        let id = file_id(&stat_fd(&fd, name)?);
-        let lease = match Lease::claim(&fd, role) {
-            Ok(lease) => lease,
-            Err(e) => {
-                remove_if_named(&fd, name, id);
-                return Err(e);
-            }
-        };
-        let sized = (|| {
-            let size =
-                libc::off_t::try_from(len).map_err(|_| ShmError::InvalidCapacity(capacity))?;
-            nix::unistd::ftruncate(fd.as_fd(), size).map_err(|e| os_error(name, "ftruncate", e))?;
-            match nix::fcntl::posix_fallocate(fd.as_fd(), 0, size) {
-                Ok(()) => Ok(()),
-                Err(Errno::ENOSPC) => Err(ShmError::NoSpace { needed: len }),
-                Err(e) => Err(os_error(name, "posix_fallocate", e)),
-            }
-        })();
-        if let Err(e) = sized {
-            remove_if_named(&fd, name, id);
-            return Err(e);
+        let size = libc::off_t::try_from(len).map_err(|_| ShmError::InvalidCapacity(capacity))?;
+        nix::unistd::ftruncate(fd.as_fd(), size).map_err(|e| os_error(name, "ftruncate", e))?;
+        match nix::fcntl::posix_fallocate(fd.as_fd(), 0, size) {
+            Ok(()) => {}
+            Err(Errno::ENOSPC) => return Err(ShmError::NoSpace { needed: len }),
+            Err(e) => return Err(os_error(name, "posix_fallocate", e)),
         }
-        let fd_for_cleanup = fd.try_clone().ok();
-        let segment = match Segment::map(name.to_string(), fd, len as usize, id) {
-            Ok(segment) => segment,
-            Err(e) => {
-                if let Some(fd) = fd_for_cleanup {
-                    remove_if_named(&fd, name, id);
-                }
-                return Err(e);
-            }
-        };
+        let fd = fd
+            .try_clone()
+            .map_err(|e| ShmError::Os("dup", Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        let segment = Segment::map(name.to_string(), fd, len as usize, id)?;
         segment.initialise(capacity);
-        segment.bump_generation(role);
-        Ok((segment, lease))
+        Ok(segment)
     }
 
     /// Writes a fresh header and publishes it with one Release store of the
@@ -473,45 +406,11 @@ impl Segment {
         &self.name
     }
 
-    /// Takes `role` of this segment, or `RoleTaken`.
-    pub(super) fn claim(&self, role: Role) -> Result<Lease, ShmError> {
-        Lease::claim(&self.fd, role)
-    }
-
     /// Whether a live process holds `role` through another open of the
     /// segment than this one (a lease of this process counts when taken
     /// through its own open).
     pub fn role_held(&self, role: Role) -> Result<bool, ShmError> {
         role_held_on(&self.fd, &self.name, role)
-    }
-
-    /// Whether the name still refers to this segment's file.
-    fn named(&self) -> Result<bool, ShmError> {
-        Ok(named_id(&self.name)? == Some(self.id))
-    }
-
-    /// After taking a role: whether the name still refers to our file, checked
-    /// under the name lock. `false` means the name was removed (or taken by a
-    /// newer file) before our role was held: the caller lets go and retries.
-    pub(super) fn confirm(&self) -> Result<bool, ShmError> {
-        let _lock = NameLock::take(&self.fd, &self.name)?;
-        self.named()
-    }
-
-    /// Removes the name if it still refers to this file and `keep` is false,
-    /// both checked under the name lock.
-    pub(super) fn remove_name_unless(
-        &self,
-        keep: impl FnOnce(&Segment) -> Result<bool, ShmError>,
-    ) -> Result<bool, ShmError> {
-        let _lock = NameLock::take(&self.fd, &self.name)?;
-        if keep(self)? || !self.named()? {
-            return Ok(false);
-        }
-        match shm_unlink(self.name.as_str()) {
-            Ok(()) | Err(Errno::ENOENT) => Ok(true),
-            Err(e) => Err(os_error(&self.name, "shm_unlink", e)),
-        }
     }
 
     /// Reads the header, the positions and the role leases.
@@ -575,45 +474,15 @@ impl Segment {
     }
 }
 
-/// Removes `name` if it still refers to the file open as `fd` (identity
-/// `id`): the clean-up of a create that failed half-way.
-fn remove_if_named(fd: &OwnedFd, name: &str, id: (u64, u64)) {
-    let Ok(_lock) = NameLock::take(fd, name) else {
-        return;
-    };
-    if matches!(named_id(name), Ok(Some(now)) if now == id) {
-        let _ = shm_unlink(name);
-    }
-}
-
 /// Removes the name of a segment nobody uses: no live process holds a role,
 /// checked under the name lock, so a process taking a role meanwhile either
 /// keeps it (we see its role) or finds the name gone and retries. Works on
 /// segments whose header is invalid or was never initialised too; refuses
 /// files that are not ours ([`ShmError::NotASegment`], [`ShmError::Untrusted`]).
+/// The decisions are [`lifecycle::remove_stale`]'s.
 pub fn remove_stale(name: &str) -> Result<Removal, ShmError> {
     let name = validate_name(name)?;
-    let fd = open_fd(&name)?;
-    let stat = stat_fd(&fd, &name)?;
-    check_file(&name, &stat)?;
-    let id = file_id(&stat);
-    let _lock = NameLock::take(&fd, &name)?;
-    let producer_held = role_held_on(&fd, &name, Role::Producer)?;
-    let consumer_held = role_held_on(&fd, &name, Role::Consumer)?;
-    if producer_held || consumer_held {
-        return Ok(Removal::InUse {
-            producer_held,
-            consumer_held,
-        });
-    }
-    if named_id(&name)? != Some(id) {
-        // Removed, and perhaps created anew, since we opened it.
-        return Err(ShmError::NotFound(name));
-    }
-    match shm_unlink(name.as_str()) {
-        Ok(()) => Ok(Removal::Removed),
-        Err(e) => Err(os_error(&name, "shm_unlink", e)),
-    }
+    lifecycle::remove_stale(&Posix, &name)
 }
 
 /// Removes a segment's name whatever holds it (`clean --force`). Processes
@@ -688,4 +557,102 @@ pub fn list() -> Result<Vec<String>, ShmError> {
             Entry::Skipped { .. } => None,
         })
         .collect())
+}
+
+/// The namespace that ships: POSIX shared memory (`shm_open`, `shm_unlink`),
+/// open-file-description locks and the mapping. [`lifecycle`] makes every
+/// decision over it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Posix;
+
+impl Namespace for Posix {
+    type Fd = OwnedFd;
+    type File = Segment;
+    type Lease = Lease;
+    type NameLock = NameLock;
+    type Instant = Instant;
+
+    fn fd<'a>(&self, file: &'a Segment) -> &'a OwnedFd {
+        &file.fd
+    }
+
+    fn file_id(&self, file: &Segment) -> FileId {
+        file.id
+    }
+
+    fn create_exclusive(&self, name: &str) -> Result<(OwnedFd, FileId), ShmError> {
+        let fd = shm_open(
+            name,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL,
+            Mode::S_IRUSR | Mode::S_IWUSR,
+        )
+        .map_err(|e| os_error(name, "shm_open", e))?;
+        let id = file_id(&stat_fd(&fd, name)?);
+        Ok((fd, id))
+    }
+
+    fn initialise(
+        &self,
+        name: &str,
+        fd: &OwnedFd,
+        id: FileId,
+        capacity: u64,
+    ) -> Result<Segment, ShmError> {
+        Segment::create_sized(name, fd, id, capacity)
+    }
+
+    fn look(&self, name: &str) -> Result<Look<Segment>, ShmError> {
+        Segment::look(name)
+    }
+
+    fn open_any(&self, name: &str) -> Result<(OwnedFd, FileId), ShmError> {
+        let fd = open_fd(name)?;
+        let stat = stat_fd(&fd, name)?;
+        check_file(name, &stat)?;
+        Ok((fd, file_id(&stat)))
+    }
+
+    fn named_id(&self, name: &str) -> Result<Option<FileId>, ShmError> {
+        named_id(name)
+    }
+
+    fn unlink(&self, name: &str) -> Result<(), ShmError> {
+        shm_unlink(name).map_err(|e| os_error(name, "shm_unlink", e))
+    }
+
+    fn claim(&self, fd: &OwnedFd, role: Role) -> Result<Lease, ShmError> {
+        Lease::claim(fd, role)
+    }
+
+    fn lock_name(&self, fd: &OwnedFd, name: &str) -> Result<NameLock, ShmError> {
+        NameLock::take(fd, name)
+    }
+
+    fn role_held(&self, fd: &OwnedFd, name: &str, role: Role) -> Result<bool, ShmError> {
+        role_held_on(fd, name, role)
+    }
+
+    fn bump_generation(&self, file: &Segment, role: Role) {
+        file.bump_generation(role);
+    }
+
+    fn ever_claimed(&self, file: &Segment, role: Role) -> bool {
+        file.ever_claimed(role)
+    }
+
+    fn finished(&self, file: &Segment) -> Result<bool, ShmError> {
+        Ok(super::endpoint::finished(&file.checked_view(())?))
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn waited_out(&self, since: &Instant) -> bool {
+        since.elapsed() >= INIT_WAIT
+    }
+
+    fn pause(&self) {
+        std::thread::sleep(INIT_POLL);
+    }
 }
