@@ -32,6 +32,10 @@
 //! and every unlink is logged and checked on the spot (see
 //! `State::unlink`): those checks panic, which shuttle reports with the
 //! failing schedule.
+//!
+//! One file (~650 lines): the in-memory namespace, its lock table and its
+//! deaths are one state machine behind one mutex; split, the invariants
+//! would be spread over files.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -26,6 +26,9 @@
 //! plain `cargo test`; `ci/models-full` runs 10,000). A failure prints the
 //! schedule; replay it with `RINGPROOF_SHUTTLE_REPLAY='<schedule>' cargo test
 //! -p ringproof-models --test shuttle_lifecycle <test name>`.
+//!
+//! One file (~640 lines): every scenario shares the invariant checks at its
+//! top; a test binary per scenario would rebuild them eight times.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,6 +7,10 @@
 //! either: [`Posix`] offers its operations as a [`Namespace`], and
 //! [`super::lifecycle`] decides (the models run the same decisions over an
 //! in-memory namespace).
+//!
+//! One file (~650 lines): the POSIX side of every segment operation
+//! (file checks, mapping, publication, removal, scans) reads best beside the
+//! checks it shares; the decisions live in `lifecycle.rs`.
 #![allow(clippy::disallowed_types)] // the magic and the generation words live here, outside the protocol.
 
 use std::ffi::c_void;
