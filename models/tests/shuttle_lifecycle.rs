@@ -426,7 +426,8 @@ fn creator_and_opener_start_together() {
         Ok(side) => assert_eq!(side.1.file(), created, "(d) the creator's file"),
         Err(ShmError::NeverInitialised(_)) => assert!(
             creator_dead && !initialised,
-            "(d) the opener gave up on a file whose creator lives or published it"
+            "(d) the opener gave up on a file whose creator lives or published it \
+             (creator dead: {creator_dead}, header published: {initialised}, creator: {c:?})"
         ),
         Err(e) => panic!("(d) the opener failed: {e}"),
     }

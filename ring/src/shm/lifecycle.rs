@@ -119,13 +119,21 @@ pub type Taken<N> = (<N as Namespace>::File, <N as Namespace>::Lease);
 pub fn open<N: Namespace>(ns: &N, name: &str) -> Result<N::File, ShmError> {
     let mut creator_gone_since: Option<N::Instant> = None;
     loop {
+        // Whether the wait was over *before* this look: giving up is decided
+        // on a look taken after the wait ended, so a creator that took its
+        // role just as the wait ran out is seen alive, not given up on.
+        let waited_out = creator_gone_since
+            .as_ref()
+            .is_some_and(|since| ns.waited_out(since));
         match ns.look(name)? {
             Look::Ready(file) => return Ok(file),
             Look::Initialising { creator_alive } => {
                 if creator_alive {
                     creator_gone_since = None;
-                } else if ns.waited_out(creator_gone_since.get_or_insert_with(|| ns.now())) {
+                } else if waited_out {
                     return Err(ShmError::NeverInitialised(name.to_string()));
+                } else if creator_gone_since.is_none() {
+                    creator_gone_since = Some(ns.now());
                 }
                 ns.pause();
             }
