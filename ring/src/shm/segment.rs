@@ -302,10 +302,10 @@ impl Segment {
 
     /// The magic, as an atomic word: published once by the creator.
     fn magic_word(&self) -> &AtomicU64 {
+        // The creator stores the magic atomically, openers load it atomically;
+        // any other access follows an Acquire load that saw it published.
         // SAFETY: the mapping is page-aligned and at least HEADER_SIZE bytes,
-        // so its first 8 bytes are an aligned u64 that lives as long as self;
-        // every concurrent access to it is atomic (the creator's store, the
-        // openers' loads) or happens after an Acquire load saw it published.
+        // so its first 8 bytes are an aligned u64 that lives as long as self.
         unsafe { AtomicU64::from_ptr(self.map.as_ptr().cast()) }
     }
 
@@ -384,10 +384,9 @@ impl Segment {
             Role::Producer => PRODUCER_GEN_OFFSET,
             Role::Consumer => CONSUMER_GEN_OFFSET,
         };
-        // SAFETY: every Segment maps at least HEADER_SIZE bytes (`map`
-        // refuses less) from a page-aligned address, so the generation words
-        // are aligned u32s inside the mapping, which lives as long as self;
-        // every access to them is atomic.
+        // Every access to the generation words is atomic.
+        // SAFETY: every Segment maps at least HEADER_SIZE page-aligned bytes
+        // (`map` refuses less): an aligned u32 that lives as long as self.
         unsafe { AtomicU32::from_ptr(self.map.as_ptr().cast::<u8>().add(offset).cast()) }
     }
 
