@@ -229,3 +229,38 @@ pub fn config() -> shuttle::Config {
     config.silence_warnings = true;
     config
 }
+
+/// PCT depth of every shuttle model: the number of priority change points
+/// per run.
+pub const PCT_DEPTH: usize = 3;
+
+/// Runs `scenario` under the PCT (`pct`) or the random scheduler for
+/// `RINGPROOF_SHUTTLE_ITERATIONS` (else `default_iterations`) iterations, or
+/// replays the schedule in `RINGPROOF_SHUTTLE_REPLAY` when it is set.
+/// Returns the iterations run (0 for a replay) and how long they took.
+pub fn explore(
+    pct: bool,
+    default_iterations: usize,
+    scenario: fn(),
+) -> (usize, std::time::Duration) {
+    if let Ok(schedule) = std::env::var("RINGPROOF_SHUTTLE_REPLAY") {
+        shuttle::replay(scenario, &schedule);
+        return (0, std::time::Duration::ZERO);
+    }
+    let iterations = crate::Budget::shuttle_iterations(default_iterations);
+    let start = std::time::Instant::now();
+    if pct {
+        shuttle::Runner::new(
+            shuttle::scheduler::PctScheduler::new(PCT_DEPTH, iterations),
+            config(),
+        )
+        .run(scenario);
+    } else {
+        shuttle::Runner::new(
+            shuttle::scheduler::RandomScheduler::new(iterations),
+            config(),
+        )
+        .run(scenario);
+    }
+    (iterations, start.elapsed())
+}

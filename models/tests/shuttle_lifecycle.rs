@@ -35,16 +35,13 @@ use std::sync::Arc;
 
 use ringproof::shm::lifecycle::{self, Namespace, Removal};
 use ringproof::shm::{OpenMode, Role, ShmError};
-use ringproof_models::Budget;
 use ringproof_models::shuttle_namespace::{ModelFd, ModelLock, ModelNs, World, is_killed};
+use ringproof_models::shuttle_shared;
 use shuttle::rand::{Rng, thread_rng};
-use shuttle::scheduler::{PctScheduler, RandomScheduler};
-use shuttle::{Runner, thread};
+use shuttle::thread;
 
 /// Default iterations per scheduler inside plain `cargo test`.
 const DEFAULT_ITERATIONS: usize = 1_000;
-/// PCT depth: the number of priority change points per run.
-const PCT_DEPTH: usize = 3;
 /// The segment's name.
 const NAME: &str = "/model";
 /// Any accepted capacity: the model does not map the ring.
@@ -79,23 +76,10 @@ fn report(prefix: &str) {
 }
 
 fn explore(name: &str, pct: bool, scenario: fn()) {
-    if let Ok(schedule) = std::env::var("RINGPROOF_SHUTTLE_REPLAY") {
-        shuttle::replay(scenario, &schedule);
-        return;
-    }
-    let iterations = Budget::shuttle_iterations(DEFAULT_ITERATIONS);
-    let start = std::time::Instant::now();
-    let mut config = shuttle::Config::new();
-    config.silence_warnings = true;
-    if pct {
-        Runner::new(PctScheduler::new(PCT_DEPTH, iterations), config).run(scenario);
-    } else {
-        Runner::new(RandomScheduler::new(iterations), config).run(scenario);
-    }
+    let (iterations, took) = shuttle_shared::explore(pct, DEFAULT_ITERATIONS, scenario);
     eprintln!(
-        "shuttle {name}: {} scheduler, {iterations} iterations, {:.2?}; outcomes:",
+        "shuttle {name}: {} scheduler, {iterations} iterations, {took:.2?}; outcomes:",
         if pct { "pct" } else { "random" },
-        start.elapsed()
     );
     report(&name[..2]);
 }

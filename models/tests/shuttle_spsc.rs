@@ -14,36 +14,22 @@
 use ringproof::spsc::{Consumer, Producer};
 use ringproof::sync::Shared;
 use ringproof::{Error, layout::max_message};
-use ringproof_models::shuttle_shared::{ShuttleShared, channel, config};
+use ringproof_models::shuttle_shared::{self, ShuttleShared, channel};
 use ringproof_models::{Budget, SplitMix, pattern};
 use shuttle::rand::{Rng, thread_rng};
-use shuttle::scheduler::{PctScheduler, RandomScheduler};
-use shuttle::{Runner, thread};
+use shuttle::thread;
 
 /// Default iterations per scheduler inside plain `cargo test`.
 const DEFAULT_ITERATIONS: usize = 300;
 /// Default messages per run.
 const DEFAULT_MESSAGES: usize = 2_000;
-/// PCT depth: the number of priority change points per run.
-const PCT_DEPTH: usize = 3;
 
 fn explore(name: &str, pct: bool, scenario: fn()) {
-    if let Ok(schedule) = std::env::var("RINGPROOF_SHUTTLE_REPLAY") {
-        shuttle::replay(scenario, &schedule);
-        return;
-    }
-    let iterations = Budget::shuttle_iterations(DEFAULT_ITERATIONS);
-    let start = std::time::Instant::now();
-    if pct {
-        Runner::new(PctScheduler::new(PCT_DEPTH, iterations), config()).run(scenario);
-    } else {
-        Runner::new(RandomScheduler::new(iterations), config()).run(scenario);
-    }
+    let (iterations, took) = shuttle_shared::explore(pct, DEFAULT_ITERATIONS, scenario);
     eprintln!(
-        "shuttle {name}: {} scheduler, {iterations} iterations of {} messages, {:.2?}",
+        "shuttle {name}: {} scheduler, {iterations} iterations of {} messages, {took:.2?}",
         if pct { "pct" } else { "random" },
         Budget::shuttle_messages(DEFAULT_MESSAGES),
-        start.elapsed()
     );
 }
 
