@@ -24,7 +24,7 @@ it is caught when they fail (or time out). Any survivor fails the gate.
 
 Environment:
   MUTANT_FILES    regex on the file path (e.g. 'sync|wait'); default: all
-  MUTANT_FILTER   regex on 'file:line' (e.g. 'spsc.rs:(363|747)'); a bare
+  MUTANT_FILTER   regex on 'file:line' (e.g. 'spsc/producer.rs:(180|193)'); a bare
                   line number matches that line in any file
   MUTANT_TIMEOUT  seconds per mutant (default 300; a timeout counts as caught)
   MUTANT_LIST=1   list the mutants and skipped sites, run nothing
@@ -54,13 +54,18 @@ STRONG = ("Acquire", "Release", "AcqRel", "SeqCst")
 MODELS = ["-p", "ringproof-models"]
 RING = ["-p", "ringproof", "--lib", "--tests"]
 TESTS = {
-    "ring/src/spsc.rs": MODELS,  # the protocol: what the models run
+    "ring/src/spsc/": MODELS,  # the protocol: what the models run
 }
 DEFAULT_TESTS = MODELS + RING
 
 
 def tests_for(path):
-    return TESTS.get(path, DEFAULT_TESTS)
+    """The tests of the longest entry of TESTS that is `path` or a folder
+    holding it."""
+    for prefix in sorted(TESTS, key=len, reverse=True):
+        if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
+            return TESTS[prefix]
+    return DEFAULT_TESTS
 
 
 # ---------------------------------------------------------------------------

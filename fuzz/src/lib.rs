@@ -15,7 +15,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use ringproof::heap::{self, AlignedBuf, HeapError, HeapShared};
 use ringproof::layout::{CLOSED_OFFSET, HEAD_OFFSET, HEADER_SIZE, TAIL_OFFSET, segment_size};
 use ringproof::spsc::MAX_POSITION;
-use ringproof::sync::{Ordering, Shared};
+use ringproof::spsc::Words;
+use ringproof::sync::Ordering;
 use ringproof::{Consumer, Error, Producer};
 
 #[path = "../../harness/tests/oracle/mod.rs"]

@@ -28,9 +28,9 @@
 //! The consumer records what it delivered and released the same way, and the
 //! segment's `head` settles a release in doubt.
 //!
-//! The crash hook is [`CrashShared`], a [`Shared`] that delegates to the
-//! shipped [`MemShared`] and overrides [`Shared::crash_point`]; the shipped
-//! build keeps its no-op hook. Every child is forked from the single-threaded
+//! The crash hook is [`KillAt`], the [`CrashHook`] the shipped [`MemShared`]
+//! runs at each crash point ([`CrashShared`]); the shipped build keeps its
+//! no-op hook. Every child is forked from the single-threaded
 //! driver (checked before each fork) and leaves with `_exit`.
 //!
 //! Bookkeeping between the children and the driver goes through an anonymous
@@ -57,9 +57,11 @@ use serde::Serialize;
 use crate::exit::CliError;
 
 use ringproof::layout::{MIN_CAPACITY, record_size};
+use ringproof::mem::MemShared;
 use ringproof::shm::{self, Claim, OpenMode, Role, Segment, ShmError};
+use ringproof::spsc::Words;
 use ringproof::spsc::{Consumer, Error as RingError, Producer};
-use ringproof::sync::{CrashPoint, MemShared, Shared};
+use ringproof::sync::{CrashHook, CrashPoint};
 
 /// Default messages per run in points mode (`RINGPROOF_CRASH_MESSAGES`).
 pub const DEFAULT_MESSAGES: u64 = 128;
@@ -473,31 +475,24 @@ pub struct Progress {
 // The crash hook
 // ---------------------------------------------------------------------------
 
-/// The shipped [`MemShared`] over a shared-memory segment, plus a crash hook:
-/// armed with `(point, k)`, it kills the process with `SIGKILL` at the k-th
-/// crossing of `point`. It also counts the crossings of every point.
+/// The crash hook: armed with `(point, k)`, it kills the process with
+/// `SIGKILL` at the k-th crossing of `point`. It also counts the crossings of
+/// every point.
 #[derive(Debug)]
-pub struct CrashShared {
-    inner: MemShared<Claim>,
+pub struct KillAt {
     armed: Option<CrashPoint>,
     left: Cell<u64>,
     crossings: [Cell<u64>; CrashPoint::ALL.len()],
 }
 
-impl CrashShared {
-    /// Wraps `inner`; `arm` is the point and the crossing (1-based) to die at.
-    pub fn new(inner: MemShared<Claim>, arm: Option<(CrashPoint, u64)>) -> Self {
-        CrashShared {
-            inner,
+impl KillAt {
+    /// `arm` is the point and the crossing (1-based) to die at.
+    pub fn new(arm: Option<(CrashPoint, u64)>) -> Self {
+        KillAt {
             armed: arm.map(|(point, _)| point),
             left: Cell::new(arm.map_or(0, |(_, k)| k)),
             crossings: Default::default(),
         }
-    }
-
-    /// The wrapped view.
-    pub fn inner(&self) -> &MemShared<Claim> {
-        &self.inner
     }
 
     /// Crossings of `point` so far.
@@ -506,70 +501,7 @@ impl CrashShared {
     }
 }
 
-fn point_index(point: CrashPoint) -> usize {
-    CrashPoint::ALL
-        .iter()
-        .position(|p| *p == point)
-        .unwrap_or(0)
-}
-
-type Inner = MemShared<Claim>;
-
-// SAFETY: every method delegates to `MemShared`, whose guarantees (constant
-// power-of-two capacity, valid data pointers, distinct words) carry over
-// unchanged; `crash_point` touches only this process's own cells.
-unsafe impl Shared for CrashShared {
-    type W64 = <Inner as Shared>::W64;
-    type W32 = <Inner as Shared>::W32;
-    type Access = <Inner as Shared>::Access;
-
-    #[inline]
-    fn head(&self) -> &Self::W64 {
-        self.inner.head()
-    }
-    #[inline]
-    fn tail(&self) -> &Self::W64 {
-        self.inner.tail()
-    }
-    #[inline]
-    fn closed(&self) -> &Self::W32 {
-        self.inner.closed()
-    }
-    #[inline]
-    fn producer_wait(&self) -> &Self::W32 {
-        self.inner.producer_wait()
-    }
-    #[inline]
-    fn consumer_wait(&self) -> &Self::W32 {
-        self.inner.consumer_wait()
-    }
-    #[inline]
-    fn capacity(&self) -> u64 {
-        self.inner.capacity()
-    }
-    #[inline]
-    unsafe fn data(&self, offset: usize, len: usize, write: bool) -> (Self::Access, *mut u8) {
-        // SAFETY: the caller upholds `Shared::data`'s contract, which is the
-        // inner one's.
-        unsafe { self.inner.data(offset, len, write) }
-    }
-    #[inline]
-    fn fence_seq_cst(&self) {
-        self.inner.fence_seq_cst();
-    }
-    #[inline]
-    fn park(&self, word: &Self::W32, expected: u32, timeout: Option<Duration>) {
-        self.inner.park(word, expected, timeout);
-    }
-    #[inline]
-    fn wake(&self, word: &Self::W32) {
-        self.inner.wake(word);
-    }
-    #[inline]
-    fn spin(&self) {
-        self.inner.spin();
-    }
-
+impl CrashHook for KillAt {
     fn crash_point(&self, point: CrashPoint) {
         let cell = &self.crossings[point_index(point)];
         cell.set(cell.get() + 1);
@@ -581,6 +513,16 @@ unsafe impl Shared for CrashShared {
             }
         }
     }
+}
+
+/// The shipped backend over a shared-memory segment, with the crash hook.
+pub type CrashShared = MemShared<Claim, KillAt>;
+
+fn point_index(point: CrashPoint) -> usize {
+    CrashPoint::ALL
+        .iter()
+        .position(|p| *p == point)
+        .unwrap_or(0)
 }
 
 /// Kills this process with `SIGKILL` (no handler, no unwinding, no flush).
@@ -872,7 +814,7 @@ fn producer_child(spec: &ChildSpec, side: &Side) -> i32 {
     let generation = shared.generation(true).load(Ordering::Relaxed);
     // Relaxed: read by the driver after `waitpid`.
     side.p_gen.store(u64::from(generation), Ordering::Relaxed);
-    let mut producer = match Producer::new(CrashShared::new(shared, spec.arm)) {
+    let mut producer = match Producer::new(shared.with_hook(KillAt::new(spec.arm))) {
         Ok(p) => p,
         Err(e) => return ring_exit(e),
     };
@@ -880,7 +822,7 @@ fn producer_child(spec: &ChildSpec, side: &Side) -> i32 {
     for (i, c) in side.p_crossings.iter().enumerate() {
         // Relaxed: read by the driver after `waitpid`.
         c.store(
-            producer.shared().crossings(CrashPoint::ALL[i]),
+            producer.shared().hook().crossings(CrashPoint::ALL[i]),
             Ordering::Relaxed,
         );
     }
@@ -997,7 +939,7 @@ fn consumer_child(spec: &ChildSpec, side: &Side) -> i32 {
     let generation = shared.generation(false).load(Ordering::Relaxed);
     // Relaxed: read by the driver after `waitpid`.
     side.c_gen.store(u64::from(generation), Ordering::Relaxed);
-    let mut consumer = match Consumer::new(CrashShared::new(shared, spec.arm)) {
+    let mut consumer = match Consumer::new(shared.with_hook(KillAt::new(spec.arm))) {
         Ok(c) => c,
         Err(e) => return ring_exit(e),
     };
@@ -1012,7 +954,7 @@ fn consumer_child(spec: &ChildSpec, side: &Side) -> i32 {
     for (i, c) in side.c_crossings.iter().enumerate() {
         // Relaxed: read by the driver after `waitpid`.
         c.store(
-            consumer.shared().crossings(CrashPoint::ALL[i]),
+            consumer.shared().hook().crossings(CrashPoint::ALL[i]),
             Ordering::Relaxed,
         );
     }

@@ -1,7 +1,7 @@
 //! A hostile or buggy peer: bytes of the live segment rewritten between
 //! operations, and the segment truncated under a mapping.
 //!
-//! What the ring promises (see `ring/src/spsc.rs`): every value it reads from
+//! What the ring promises (see `ring/src/spsc/`): every value it reads from
 //! the segment is checked before use; a value that breaks an invariant makes
 //! the call return `Err(Corrupted(_))` and poisons that side (every later call
 //! returns the same error); nothing panics and nothing is read or written

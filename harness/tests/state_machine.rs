@@ -34,6 +34,7 @@ use ringproof::heap::{self, AlignedBuf, HeapShared};
 use ringproof::layout::{HEAD_OFFSET, HEADER_SIZE, TAIL_OFFSET, max_message};
 use ringproof::shm::{OpenMode, Segment, ShmConsumer, ShmError, ShmProducer};
 use ringproof::spsc::MAX_POSITION;
+use ringproof::spsc::Words;
 use ringproof::sync::{Ordering, Shared};
 use ringproof::{Consumer, Error, Producer};
 

@@ -23,12 +23,88 @@
 //! [`pattern`] and [`Budget`] are shared by the scenarios. See `README.md`
 //! for what is proven and how to run each model.
 
+/// Defines `$name`, a newtype over a model's atomic type (`$atomic`, of
+/// `$int`), and implements the seam's `$word` trait for it by forwarding.
+/// (The newtype is needed: neither the trait nor the atomic is ours.)
+macro_rules! model_word {
+    ($(#[$meta:meta])* $name:ident($atomic:ty): $word:ident<$int:ty>) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        pub struct $name($atomic);
+
+        impl $name {
+            /// A word holding `value`.
+            pub fn new(value: $int) -> Self {
+                $name(<$atomic>::new(value))
+            }
+        }
+
+        impl ringproof::sync::$word for $name {
+            fn load(&self, order: Ordering) -> $int {
+                self.0.load(order)
+            }
+            fn store(&self, value: $int, order: Ordering) {
+                self.0.store(value, order);
+            }
+            fn compare_exchange(
+                &self,
+                current: $int,
+                new: $int,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$int, $int> {
+                self.0.compare_exchange(current, new, success, failure)
+            }
+            fn fetch_add(&self, value: $int, order: Ordering) -> $int {
+                self.0.fetch_add(value, order)
+            }
+        }
+    };
+}
+
 pub mod loom_shared;
 pub mod shuttle_namespace;
 pub mod shuttle_shared;
 
 use ringproof::sync::Shared;
 use ringproof::{Consumer, Error, Producer};
+
+/// The words of a model segment, by header offset: the ones a protocol's
+/// layout lists (e.g. [`ringproof::spsc::WORDS64`]), each made fresh.
+#[derive(Debug)]
+pub struct WordTable<W>(Vec<(usize, W)>);
+
+impl<W> WordTable<W> {
+    /// One word per `(offset, name)`, each from `make`.
+    ///
+    /// # Panics
+    ///
+    /// When two entries share an offset.
+    pub fn new(words: &[(usize, &str)], make: impl Fn() -> W) -> Self {
+        let mut table: Vec<(usize, W)> = Vec::with_capacity(words.len());
+        for &(offset, name) in words {
+            assert!(
+                table.iter().all(|(o, _)| *o != offset),
+                "two words at header offset {offset} ({name})"
+            );
+            table.push((offset, make()));
+        }
+        WordTable(table)
+    }
+
+    /// The word at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// When the protocol asks for a word its layout does not list: the
+    /// model would otherwise hand out a word the shipped header lacks.
+    pub fn get(&self, offset: usize) -> &W {
+        match self.0.iter().find(|(o, _)| *o == offset) {
+            Some((_, word)) => word,
+            None => panic!("the model segment has no word at header offset {offset}"),
+        }
+    }
+}
 
 /// The bytes of message `index`, `len` long: distinct per message and per
 /// byte, so a torn, stale or reordered message fails the comparison.
@@ -126,5 +202,54 @@ impl SplitMix {
     /// A number in `0..bound` (`bound > 0`).
     pub fn below(&mut self, bound: u64) -> u64 {
         self.next_u64() % bound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringproof::sync::{Ordering, Word32, Word64};
+
+    use crate::WordTable;
+    use crate::loom_shared::{LoomWord32, LoomWord64};
+    use crate::shuttle_shared::{ShuttleWord32, ShuttleWord64};
+
+    /// The forwarding of every word operation, on one thread.
+    fn exercise<W64: Word64, W32: Word32>(wide: &W64, narrow: &W32) {
+        // Relaxed (all below): one thread, nothing to order.
+        let r = Ordering::Relaxed;
+        assert_eq!(wide.compare_exchange(5, 7, r, r), Ok(5));
+        assert_eq!(wide.compare_exchange(5, 9, r, r), Err(7));
+        assert_eq!(wide.fetch_add(3, r), 7);
+        wide.store(wide.load(r) + 1, r);
+        assert_eq!(wide.load(r), 11);
+        assert_eq!(narrow.compare_exchange(0, u32::MAX, r, r), Ok(0));
+        assert_eq!(narrow.compare_exchange(0, 1, r, r), Err(u32::MAX));
+        assert_eq!(narrow.fetch_add(2, r), u32::MAX);
+        assert_eq!(narrow.load(r), 1, "wraps");
+    }
+
+    #[test]
+    fn loom_words_forward_every_operation() {
+        loom::model(|| exercise(&LoomWord64::new(5), &LoomWord32::new(0)));
+    }
+
+    #[test]
+    fn shuttle_words_forward_every_operation() {
+        shuttle::check_random(
+            || exercise(&ShuttleWord64::new(5), &ShuttleWord32::new(0)),
+            1,
+        );
+    }
+
+    #[test]
+    fn word_table_finds_each_listed_word_and_refuses_others() {
+        let table = WordTable::new(&[(8, "a"), (16, "b")], || std::cell::Cell::new(0));
+        table.get(16).set(3);
+        assert_eq!((table.get(8).get(), table.get(16).get()), (0, 3));
+        let caught = std::panic::catch_unwind(|| {
+            let table = WordTable::new(&[(8, "a")], || 0u8);
+            let _ = table.get(24);
+        });
+        assert!(caught.is_err(), "an unlisted offset was handed out");
     }
 }

@@ -18,41 +18,21 @@ use loom::cell::{ConstPtr, MutPtr, UnsafeCell as LoomUnsafeCell};
 use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
 use loom::sync::{Arc, Condvar, Mutex};
 use ringproof::layout::{RECORD_ALIGN, capacity_ok};
-use ringproof::sync::{Ordering, Shared, Word32, Word64};
+use ringproof::spsc;
+use ringproof::sync::{Ordering, Shared};
 use ringproof::{Consumer, Error, Producer};
 
-/// A 64-bit shared word under loom.
-#[derive(Debug)]
-pub struct LoomWord64(AtomicU64);
+use crate::WordTable;
 
-impl LoomWord64 {
-    /// A word holding `value`.
-    pub fn new(value: u64) -> Self {
-        LoomWord64(AtomicU64::new(value))
-    }
-}
+model_word!(
+    /// A 64-bit shared word under loom.
+    LoomWord64(AtomicU64): Word64<u64>
+);
 
-impl Word64 for LoomWord64 {
-    fn load(&self, order: Ordering) -> u64 {
-        self.0.load(order)
-    }
-    fn store(&self, value: u64, order: Ordering) {
-        self.0.store(value, order);
-    }
-}
-
-/// A 32-bit shared word under loom.
-#[derive(Debug)]
-pub struct LoomWord32(AtomicU32);
-
-impl Word32 for LoomWord32 {
-    fn load(&self, order: Ordering) -> u32 {
-        self.0.load(order)
-    }
-    fn store(&self, value: u32, order: Ordering) {
-        self.0.store(value, order);
-    }
-}
+model_word!(
+    /// A 32-bit shared word under loom.
+    LoomWord32(AtomicU32): Word32<u32>
+);
 
 /// loom's guard on one data word, live as long as the borrow.
 #[derive(Debug)]
@@ -65,11 +45,8 @@ pub enum WordAccess {
 
 #[derive(Debug)]
 struct Segment {
-    head: LoomWord64,
-    tail: LoomWord64,
-    closed: LoomWord32,
-    producer_wait: LoomWord32,
-    consumer_wait: LoomWord32,
+    words64: WordTable<LoomWord64>,
+    words32: WordTable<LoomWord32>,
     capacity: u64,
     /// The data bytes, as 8-byte words (so the region is 8-aligned).
     bytes: Box<[UnsafeCell<u64>]>,
@@ -102,11 +79,8 @@ impl LoomShared {
         assert!(capacity_ok(capacity), "bad model capacity {capacity}");
         let words = (capacity / RECORD_ALIGN) as usize;
         LoomShared(Arc::new(Segment {
-            head: LoomWord64(AtomicU64::new(0)),
-            tail: LoomWord64(AtomicU64::new(0)),
-            closed: LoomWord32(AtomicU32::new(0)),
-            producer_wait: LoomWord32(AtomicU32::new(0)),
-            consumer_wait: LoomWord32(AtomicU32::new(0)),
+            words64: WordTable::new(&spsc::WORDS64, || LoomWord64::new(0)),
+            words32: WordTable::new(&spsc::WORDS32, || LoomWord32::new(0)),
             capacity,
             bytes: (0..words).map(|_| UnsafeCell::new(0)).collect(),
             cells: (0..words).map(|_| LoomUnsafeCell::new(())).collect(),
@@ -127,7 +101,8 @@ pub fn channel(capacity: u64) -> Result<(Producer<LoomShared>, Consumer<LoomShar
 }
 
 // SAFETY: `capacity` is fixed and checked by `capacity_ok`; `data` stays inside
-// `bytes`, which lives as long as the `Arc`; the five words are distinct fields.
+// `bytes`, which lives as long as the `Arc`; each word is one entry of a table
+// keyed by distinct offsets, apart from the data bytes.
 unsafe impl Shared for LoomShared {
     type W64 = LoomWord64;
     type W32 = LoomWord32;
@@ -139,20 +114,11 @@ unsafe impl Shared for LoomShared {
     // of the same check) runs in the shuttle models.
     const SPINS: u32 = 0;
 
-    fn head(&self) -> &LoomWord64 {
-        &self.0.head
+    fn word64(&self, offset: usize) -> &LoomWord64 {
+        self.0.words64.get(offset)
     }
-    fn tail(&self) -> &LoomWord64 {
-        &self.0.tail
-    }
-    fn closed(&self) -> &LoomWord32 {
-        &self.0.closed
-    }
-    fn producer_wait(&self) -> &LoomWord32 {
-        &self.0.producer_wait
-    }
-    fn consumer_wait(&self) -> &LoomWord32 {
-        &self.0.consumer_wait
+    fn word32(&self, offset: usize) -> &LoomWord32 {
+        self.0.words32.get(offset)
     }
     fn capacity(&self) -> u64 {
         self.0.capacity
@@ -187,7 +153,7 @@ unsafe impl Shared for LoomShared {
     }
 
     fn fence_seq_cst(&self) {
-        // SeqCst: the fence the protocol asks for; its pairs are named in spsc.rs.
+        // SeqCst: the fence the protocol asks for; its pairs are named in ring/src/spsc/.
         fence(Ordering::SeqCst);
     }
 

@@ -15,36 +15,23 @@ use std::sync::atomic::AtomicIsize;
 use std::time::Duration;
 
 use ringproof::layout::{RECORD_ALIGN, capacity_ok};
-use ringproof::sync::{Ordering, Shared, Word32, Word64};
+use ringproof::spsc;
+use ringproof::sync::{Ordering, Shared};
 use ringproof::{Consumer, Error, Producer};
+
+use crate::WordTable;
 use shuttle::sync::atomic::{AtomicU32, AtomicU64, fence};
 use shuttle::sync::{Arc, Condvar, Mutex};
 
-/// A 64-bit shared word under shuttle.
-#[derive(Debug)]
-pub struct ShuttleWord64(AtomicU64);
+model_word!(
+    /// A 64-bit shared word under shuttle.
+    ShuttleWord64(AtomicU64): Word64<u64>
+);
 
-impl Word64 for ShuttleWord64 {
-    fn load(&self, order: Ordering) -> u64 {
-        self.0.load(order)
-    }
-    fn store(&self, value: u64, order: Ordering) {
-        self.0.store(value, order);
-    }
-}
-
-/// A 32-bit shared word under shuttle.
-#[derive(Debug)]
-pub struct ShuttleWord32(AtomicU32);
-
-impl Word32 for ShuttleWord32 {
-    fn load(&self, order: Ordering) -> u32 {
-        self.0.load(order)
-    }
-    fn store(&self, value: u32, order: Ordering) {
-        self.0.store(value, order);
-    }
-}
+model_word!(
+    /// A 32-bit shared word under shuttle.
+    ShuttleWord32(AtomicU32): Word32<u32>
+);
 
 /// Live borrows per data word: `n > 0` readers, `-1` one writer, `0` none.
 /// (std atomics, not shuttle's: bookkeeping must not add scheduling points.)
@@ -71,11 +58,8 @@ impl Drop for Borrow {
 
 #[derive(Debug)]
 struct Segment {
-    head: ShuttleWord64,
-    tail: ShuttleWord64,
-    closed: ShuttleWord32,
-    producer_wait: ShuttleWord32,
-    consumer_wait: ShuttleWord32,
+    words64: WordTable<ShuttleWord64>,
+    words32: WordTable<ShuttleWord32>,
     capacity: u64,
     /// The data bytes, as 8-byte words (so the region is 8-aligned).
     bytes: Box<[UnsafeCell<u64>]>,
@@ -106,11 +90,8 @@ impl ShuttleShared {
         assert!(capacity_ok(capacity), "bad model capacity {capacity}");
         let words = (capacity / RECORD_ALIGN) as usize;
         ShuttleShared(Arc::new(Segment {
-            head: ShuttleWord64(AtomicU64::new(0)),
-            tail: ShuttleWord64(AtomicU64::new(0)),
-            closed: ShuttleWord32(AtomicU32::new(0)),
-            producer_wait: ShuttleWord32(AtomicU32::new(0)),
-            consumer_wait: ShuttleWord32(AtomicU32::new(0)),
+            words64: WordTable::new(&spsc::WORDS64, || ShuttleWord64::new(0)),
+            words32: WordTable::new(&spsc::WORDS32, || ShuttleWord32::new(0)),
             capacity,
             bytes: (0..words).map(|_| UnsafeCell::new(0)).collect(),
             claims: (0..words).map(|_| AtomicIsize::new(0)).collect(),
@@ -131,7 +112,8 @@ pub fn channel(capacity: u64) -> Result<(Producer<ShuttleShared>, Consumer<Shutt
 }
 
 // SAFETY: `capacity` is fixed and checked by `capacity_ok`; `data` stays inside
-// `bytes`, which lives as long as the `Arc`; the five words are distinct fields.
+// `bytes`, which lives as long as the `Arc`; each word is one entry of a table
+// keyed by distinct offsets, apart from the data bytes.
 unsafe impl Shared for ShuttleShared {
     type W64 = ShuttleWord64;
     type W32 = ShuttleWord32;
@@ -139,20 +121,11 @@ unsafe impl Shared for ShuttleShared {
 
     const SPINS: u32 = 4;
 
-    fn head(&self) -> &ShuttleWord64 {
-        &self.0.head
+    fn word64(&self, offset: usize) -> &ShuttleWord64 {
+        self.0.words64.get(offset)
     }
-    fn tail(&self) -> &ShuttleWord64 {
-        &self.0.tail
-    }
-    fn closed(&self) -> &ShuttleWord32 {
-        &self.0.closed
-    }
-    fn producer_wait(&self) -> &ShuttleWord32 {
-        &self.0.producer_wait
-    }
-    fn consumer_wait(&self) -> &ShuttleWord32 {
-        &self.0.consumer_wait
+    fn word32(&self, offset: usize) -> &ShuttleWord32 {
+        self.0.words32.get(offset)
     }
     fn capacity(&self) -> u64 {
         self.0.capacity
@@ -199,7 +172,7 @@ unsafe impl Shared for ShuttleShared {
     }
 
     fn fence_seq_cst(&self) {
-        // SeqCst: the fence the protocol asks for; its pairs are named in spsc.rs.
+        // SeqCst: the fence the protocol asks for; its pairs are named in ring/src/spsc/.
         fence(Ordering::SeqCst);
     }
 

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use zerocopy::IntoBytes;
 
 use crate::layout::{HEADER_SIZE, Header, LINE, MAX_CAPACITY, MIN_CAPACITY, segment_size};
+use crate::mem::MemShared;
 use crate::spsc::{Consumer, Error, Producer};
-use crate::sync::MemShared;
 use crate::validate::attach;
 
 /// A zeroed, 128-byte aligned heap buffer.

@@ -1,14 +1,22 @@
 //! ringproof: a lock-free single-producer / single-consumer ring buffer for
 //! streaming messages between processes through POSIX shared memory.
 //!
-//! Layers, top to bottom (data flows down, never back up):
+//! Modules, each importing only from those above it:
 //!
-//! 1. [`layout`]: the `#[repr(C)]` segment header and record format.
+//! 1. [`layout`]: the `#[repr(C)]` segment header, the record format and the
+//!    offsets of the protocol's words.
 //! 2. [`validate`]: untrusted bytes to a checked view or an [`AttachError`].
-//! 3. [`spsc`]: the protocol, written once over the [`sync::Shared`] trait so
-//!    that loom and shuttle models run the shipped code.
-//! 4. `shm` (feature `shm`): `shm_open`/`mmap` segments, role leases.
-//! 5. [`wait`]: parking on shared futex words.
+//! 3. [`sync`]: the seam, traits only: [`sync::Shared`] (words by offset,
+//!    data borrows, fence, park/wake, crash points) and the word traits.
+//! 4. [`spsc`]: the protocol, written once over [`sync::Shared`] so that loom
+//!    and shuttle models run the shipped code. A new protocol is a sibling
+//!    module here, with its words in its layout.
+//! 5. [`wait`]: parking on shared futex words (the OS side of park/wake).
+//! 6. [`mem`]: [`mem::MemShared`], the shipped [`sync::Shared`] over a
+//!    checked segment in memory (`core` atomics, [`wait`]'s futexes).
+//! 7. `heap` (feature `std`): in-process rings over heap buffers.
+//! 8. `shm` (feature `shm`): named `shm_open`/`mmap` segments, role leases,
+//!    the segment lifecycle, the producer and consumer endpoints.
 //!
 //! ```
 //! let (mut producer, mut consumer) = ringproof::heap::channel(4096).unwrap();
@@ -20,7 +28,7 @@
 //!
 //! # Threads
 //!
-//! The shipped backend ([`sync::MemShared`], and [`heap::HeapShared`] with
+//! The shipped backend ([`mem::MemShared`], and [`heap::HeapShared`] with
 //! `std`) and a [`Producer`] and a [`Consumer`] over it are `Send`: each
 //! side can move to the thread that runs it (checked at compile time below
 //! the module list). They are not `Sync`: a side's own state (its cached
@@ -29,15 +37,15 @@
 //!
 //! ```compile_fail,E0277
 //! fn is_sync<T: Sync>() {}
-//! is_sync::<ringproof::sync::MemShared<()>>();
+//! is_sync::<ringproof::mem::MemShared<()>>();
 //! ```
 //! ```compile_fail,E0277
 //! fn is_sync<T: Sync>() {}
-//! is_sync::<ringproof::Producer<ringproof::sync::MemShared<()>>>();
+//! is_sync::<ringproof::Producer<ringproof::mem::MemShared<()>>>();
 //! ```
 //! ```compile_fail,E0277
 //! fn is_sync<T: Sync>() {}
-//! is_sync::<ringproof::Consumer<ringproof::sync::MemShared<()>>>();
+//! is_sync::<ringproof::Consumer<ringproof::mem::MemShared<()>>>();
 //! ```
 //! ```compile_fail,E0277
 //! fn is_sync<T: Sync>() {}
@@ -59,6 +67,7 @@
 extern crate std;
 
 pub mod layout;
+pub mod mem;
 pub mod spsc;
 pub mod sync;
 pub mod validate;
@@ -76,9 +85,9 @@ pub use validate::{AttachError, attach};
 // `compile_fail` examples in the crate documentation).
 const _: fn() = || {
     fn is_send<T: Send>() {}
-    is_send::<sync::MemShared<()>>();
-    is_send::<Producer<sync::MemShared<()>>>();
-    is_send::<Consumer<sync::MemShared<()>>>();
+    is_send::<mem::MemShared<()>>();
+    is_send::<Producer<mem::MemShared<()>>>();
+    is_send::<Consumer<mem::MemShared<()>>>();
     #[cfg(feature = "std")]
     {
         is_send::<heap::HeapShared>();

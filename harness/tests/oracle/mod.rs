@@ -1,6 +1,6 @@
 //! The reference model of a ring: a `VecDeque` of messages plus the byte
 //! accounting that decides `Full`, `TooLarge` and wrap padding, written from
-//! the rules in `ring/src/spsc.rs` (`Producer::claim`, `Consumer::find`).
+//! the rules in `ring/src/spsc/` (`Producer::claim`, `Consumer::find`).
 //!
 //! Shared by the property tests (`tests/state_machine.rs`) and the `ops` fuzz
 //! target (`fuzz/fuzz_targets/ops.rs` includes this file by path), so that one

@@ -17,8 +17,10 @@ use super::lease::Lease;
 use super::lifecycle;
 use super::segment::{Posix, Segment};
 use super::{Role, ShmError, validate_name};
+use crate::mem::MemShared;
+use crate::spsc::Words;
 use crate::spsc::{self, Consumer, Producer, Read};
-use crate::sync::{MemShared, Ordering, Shared};
+use crate::sync::Ordering;
 
 /// Longest single park in the blocking calls; between parks they check
 /// whether the peer is still alive.

@@ -1,7 +1,7 @@
 //! POSIX shared-memory segments: create, open, role leases, leaving.
 //!
 //! This module owns the mapping and the file descriptor; it hands the checked
-//! region to [`crate::spsc`] through [`MemShared`](crate::sync::MemShared)
+//! region to [`crate::spsc`] through [`MemShared`](crate::mem::MemShared)
 //! and never touches records.
 //!
 //! - [`lease`]: the kernel-held locks on bytes 0, 1 (the producer's and the

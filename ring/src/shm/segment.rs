@@ -36,8 +36,10 @@ use super::{Role, ShmError, os_error, validate_name};
 use crate::layout::{
     CONSUMER_GEN_OFFSET, HEADER_SIZE, Header, MAGIC, PRODUCER_GEN_OFFSET, max_message, segment_size,
 };
+use crate::mem::MemShared;
+use crate::spsc::Words;
 use crate::spsc::{self, Consumer};
-use crate::sync::{MemShared, Ordering, Shared, magic_published, publish_magic};
+use crate::sync::{Ordering, Shared, magic_published, publish_magic};
 use crate::validate::{AttachError, attach};
 
 /// How long an opener waits for the creator of a segment that is not

@@ -1,0 +1,206 @@
+//! The single-producer / single-consumer protocol, written once over [`Shared`].
+//!
+//! # Ownership of the bytes
+//!
+//! Positions only grow. At any moment the data region is split by the two
+//! published positions:
+//!
+//! - `[head, tail)` holds committed records. They belong to the consumer: the
+//!   producer never writes there.
+//! - `[tail, head + capacity)` is free space. It belongs to the producer: the
+//!   consumer never reads there.
+//!
+//! The producer writes a record in its free space, then makes it the
+//! consumer's with **one Release store of `tail`** (the commit point). The
+//! consumer reads records, then gives their bytes back with one Release store
+//! of `head`. Each store is paired with an Acquire load on the other side, so
+//! the bytes written before a store are visible after the matching load.
+//!
+//! # Untrusted values
+//!
+//! Everything read from the segment (the other side's index, the record
+//! headers, our own index, which only we should write) is read once into a
+//! local and checked before use. A value that breaks an invariant poisons
+//! this side: the call returns [`Error::Corrupted`], and so does every later
+//! call, without touching the segment again.
+//!
+//! # Caching
+//!
+//! Each side caches the other's index and reloads it only when the cached
+//! value says the ring is full (producer) or empty (consumer).
+
+//!
+//! # Files
+//!
+//! - `producer.rs`: [`Producer`], its zero-copy [`Grant`] and its [`Batch`];
+//! - `consumer.rs`: [`Consumer`], its in-place [`Read`] and its [`ReadBatch`];
+//! - `error.rs`: [`Error`] and [`Corruption`];
+//! - this file: the words of the protocol ([`Words`]) and the helpers both
+//!   sides share.
+
+mod consumer;
+mod error;
+mod producer;
+
+pub use consumer::{Consumer, Read, ReadBatch};
+pub use error::{Corruption, Error};
+pub use producer::{Batch, Grant, Producer};
+
+use crate::layout::{
+    CLOSED_OFFSET, CONSUMER_GEN_OFFSET, CONSUMER_WAIT_OFFSET, HEAD_OFFSET, PRODUCER_GEN_OFFSET,
+    PRODUCER_WAIT_OFFSET, RECORD_ALIGN, TAIL_OFFSET,
+};
+use crate::sync::Shared;
+
+/// The words of the SPSC protocol, at the offsets [`crate::layout`] gives
+/// them, on any [`Shared`].
+pub trait Words: Shared {
+    /// Released position, written by the consumer.
+    #[inline(always)]
+    fn head(&self) -> &Self::W64 {
+        self.word64(HEAD_OFFSET)
+    }
+    /// Committed position, written by the producer.
+    #[inline(always)]
+    fn tail(&self) -> &Self::W64 {
+        self.word64(TAIL_OFFSET)
+    }
+    /// End-of-stream flag, written by the producer.
+    #[inline(always)]
+    fn closed(&self) -> &Self::W32 {
+        self.word32(CLOSED_OFFSET)
+    }
+    /// Futex word the producer parks on while the ring is full.
+    #[inline(always)]
+    fn producer_wait(&self) -> &Self::W32 {
+        self.word32(PRODUCER_WAIT_OFFSET)
+    }
+    /// Futex word the consumer parks on while the ring is empty.
+    #[inline(always)]
+    fn consumer_wait(&self) -> &Self::W32 {
+        self.word32(CONSUMER_WAIT_OFFSET)
+    }
+    /// The generation word of the producer (`true`) or consumer role,
+    /// written by the shm layer when it hands a role over.
+    #[inline(always)]
+    fn generation(&self, producer: bool) -> &Self::W32 {
+        self.word32(if producer {
+            PRODUCER_GEN_OFFSET
+        } else {
+            CONSUMER_GEN_OFFSET
+        })
+    }
+}
+
+impl<S: Shared + ?Sized> Words for S {}
+
+/// The SPSC words a model must provide: `(offset, name)` of each 64-bit word.
+pub const WORDS64: [(usize, &str); 2] = [(HEAD_OFFSET, "head"), (TAIL_OFFSET, "tail")];
+
+/// The SPSC words a model must provide: `(offset, name)` of each 32-bit word.
+pub const WORDS32: [(usize, &str); 5] = [
+    (CLOSED_OFFSET, "closed"),
+    (PRODUCER_WAIT_OFFSET, "producer_wait"),
+    (CONSUMER_WAIT_OFFSET, "consumer_wait"),
+    (PRODUCER_GEN_OFFSET, "producer_gen"),
+    (CONSUMER_GEN_OFFSET, "consumer_gen"),
+];
+
+/// Positions beyond this are corrupt: 2^62 bytes is 14 years at 10 GB/s, and
+/// keeping positions below it keeps `position + capacity` from overflowing.
+pub const MAX_POSITION: u64 = 1 << 62;
+
+/// Checks the two published positions as a fresh side finds them.
+fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), Error> {
+    // `head <= MAX_POSITION` too: with both below it, `tail - head` cannot
+    // wrap into a small value (a head near 2^64 would pass the check below).
+    if head % RECORD_ALIGN != 0 || head > MAX_POSITION {
+        return Err(Error::Corrupted(Corruption::Head));
+    }
+    if tail % RECORD_ALIGN != 0 || tail > MAX_POSITION || tail.wrapping_sub(head) > capacity {
+        return Err(Error::Corrupted(Corruption::Tail));
+    }
+    Ok(())
+}
+
+/// Reads the 8 bytes of a record header exactly once (volatile), as they lie
+/// in memory (split them with `from_ne_bytes`).
+///
+/// The data region of every shipped segment is 8-aligned, so this is one
+/// aligned 8-byte load; a [`Shared`] whose region is not falls back to bytes.
+///
+/// # Safety
+///
+/// `ptr` is valid for reads of 8 bytes that the protocol lets the caller read.
+#[inline(always)]
+unsafe fn read_header(ptr: *const u8) -> [u8; 8] {
+    let word = ptr.cast::<u64>();
+    if word.is_aligned() {
+        // SAFETY: the caller guarantees 8 readable bytes at `ptr`, and `word`
+        // is aligned (checked). Volatile: the header is read exactly once,
+        // into this local.
+        unsafe { word.read_volatile() }.to_ne_bytes()
+    } else {
+        let mut bytes = [0u8; 8];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            // SAFETY: i < 8 bytes inside the record header; volatile: the
+            // header is read exactly once, into this local.
+            *byte = unsafe { ptr.add(i).read_volatile() };
+        }
+        bytes
+    }
+}
+
+/// `dst.copy_from_slice(src)`, with copies of up to 16 bytes done inline by
+/// two overlapping fixed-size moves instead of a call to `memcpy`.
+#[inline(always)]
+fn copy_bytes(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    let dst = &mut dst[..n];
+    if n > 16 {
+        dst.copy_from_slice(src);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else if n >= 2 {
+        dst[..2].copy_from_slice(&src[..2]);
+        dst[n - 2..].copy_from_slice(&src[n - 2..]);
+    } else if n == 1 {
+        dst[0] = src[0];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{copy_bytes, read_header};
+
+    #[test]
+    fn copy_bytes_copies_every_length_exactly() {
+        let src: [u8; 40] = core::array::from_fn(|i| i as u8 + 1);
+        for n in 0..=src.len() {
+            let mut dst = [0xEEu8; 48];
+            copy_bytes(&mut dst[..n], &src[..n]);
+            assert_eq!(&dst[..n], &src[..n], "length {n}");
+            assert!(
+                dst[n..].iter().all(|&b| b == 0xEE),
+                "length {n} wrote past the end"
+            );
+        }
+    }
+
+    #[test]
+    fn read_header_reads_the_bytes_as_they_lie_aligned_or_not() {
+        let words = [0x0102_0304_0506_0708u64, 0x1112_1314_1516_1718, 0];
+        let bytes: &[u8] = zerocopy::IntoBytes::as_bytes(&words[..]);
+        for start in 0..8 {
+            let mut want = [0u8; 8];
+            want.copy_from_slice(&bytes[start..start + 8]);
+            // SAFETY: `start + 8 <= 24` bytes of `words`, which we may read.
+            let got = unsafe { read_header(bytes[start..].as_ptr()) };
+            assert_eq!(got, want, "offset {start}");
+        }
+    }
+}
