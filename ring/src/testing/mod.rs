@@ -97,4 +97,27 @@ mod tests {
         }
         assert!(ring.model().is_none());
     }
+
+    #[test]
+    fn record_header_at_an_unaligned_head_is_moved_back_into_the_segment() {
+        use crate::layout::HEAD_OFFSET;
+        let mut ring = Differential::new(4096, 0);
+        for op in [
+            Op::SetWord {
+                word: Word::At(HEAD_OFFSET),
+                value: 4095,
+            },
+            Op::NudgeWord {
+                word: Word::RecordAtHead,
+                by: 8,
+            },
+            Op::SetWord {
+                word: Word::RecordAtHead,
+                value: 1,
+            },
+            Op::Pop,
+        ] {
+            ring.apply(&op).unwrap();
+        }
+    }
 }

@@ -93,13 +93,15 @@ pub enum Op {
         bytes: Vec<u8>,
     },
     /// The peer sets a word to `value` (a 4-byte word takes the low half).
+    /// A word that would cross the end of the segment is moved back.
     SetWord {
         /// Which word.
         word: Word,
         /// The new value.
         value: u64,
     },
-    /// The peer moves a word by `by` (a multiple of 8: plausible but wrong).
+    /// The peer moves a word by `by` (a multiple of 8: plausible but wrong),
+    /// moved back like [`Op::SetWord`]'s.
     NudgeWord {
         /// Which word.
         word: Word,

@@ -112,16 +112,19 @@ impl TestRing {
         (self.buf, self.producer, self.consumer)
     }
 
-    /// The segment offset and width of `word` now.
+    /// The segment offset and width of `word` now, the offset moved back so
+    /// that the word fits in the segment (a rewritten, unaligned `head` can
+    /// put the record header at head across the end).
     fn word_place(&self, word: Word) -> (usize, usize) {
-        match word {
+        let (offset, width) = match word {
             Word::At(offset) => (offset, 8),
             Word::Closed => (CLOSED_OFFSET, 4),
             Word::RecordAtHead => {
                 let head = peek_word(&self.buf, HEAD_OFFSET);
                 (HEADER_SIZE + (head & (self.capacity - 1)) as usize, 8)
             }
-        }
+        };
+        (offset.min(self.buf.len() - width), width)
     }
 
     /// Runs `op` and returns the ring's results. Panics when the ring hands
