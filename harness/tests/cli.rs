@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ringproof::shm::Segment;
-use ringproof::testing::TempName;
+use ringproof::testing::{TempName, scribble_segment};
 
 mod support;
 use support::{
@@ -395,12 +395,7 @@ fn second_producer_is_exit_2() {
 fn corrupt_header_is_exit_2() {
     let name = TempName::for_test("corrupt");
     stale_segment(&name, "64KiB", b"hello");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .unwrap();
-    file.write_all(b"NOTARING").unwrap();
-    drop(file);
+    scribble_segment(&name, 0, b"NOTARING");
     let out = run(&["inspect", "--name", name.name()], b"");
     assert_error(&out, 2, "bad magic");
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid        no"));
@@ -603,16 +598,7 @@ fn inspect_runs_the_attach_position_checks() {
     let info = Segment::inspect(name.name()).unwrap();
     // head past tail: every count derived from them would be nonsense.
     let head = info.tail + 4096;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .unwrap();
-    std::os::unix::fs::FileExt::write_all_at(
-        &file,
-        &head.to_ne_bytes(),
-        ringproof::layout::HEAD_OFFSET as u64,
-    )
-    .unwrap();
+    scribble_segment(&name, ringproof::layout::HEAD_OFFSET, &head.to_ne_bytes());
     let out = run(&["inspect", "--name", name.name()], b"");
     assert_error(&out, 2, "tail index out of range");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -15,6 +15,7 @@ use ringproof::shm::{self, OpenMode, Role, Segment, ShmConsumer, ShmError, ShmPr
 use zerocopy::IntoBytes;
 
 use ringproof::shm::TempName;
+use ringproof::testing::scribble_segment;
 
 /// Creates the file by hand, owner-only, as a creator's `shm_open` does.
 fn create_file(name: &TempName, mode: u32) -> std::fs::File {
@@ -316,16 +317,6 @@ fn stale_clean_never_removes_a_segment_whose_role_is_held() {
     assert!(!name.exists());
 }
 
-/// Writes `value` at `offset` of the segment, as a hostile peer would.
-fn scribble(name: &TempName, offset: u64, value: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .unwrap();
-    file.write_all_at(value, offset).unwrap();
-}
-
 #[test]
 fn closed_set_by_another_process_ends_a_producer_waiting_for_room() {
     let name = TempName::for_test("life-closed");
@@ -333,7 +324,7 @@ fn closed_set_by_another_process_ends_a_producer_waiting_for_room() {
     let max = p.max_message();
     while p.push(&vec![7; max]).is_ok() {}
     // No consumer: the ring stays full. A hostile peer marks it closed.
-    scribble(&name, CLOSED_OFFSET as u64, &1u32.to_ne_bytes());
+    scribble_segment(&name, CLOSED_OFFSET, &1u32.to_ne_bytes());
     let err = p.push_blocking(&vec![8; max], None).unwrap_err();
     assert!(
         matches!(err, ShmError::Ring(ringproof::Error::Closed)),
@@ -349,7 +340,7 @@ fn producer_seen_once_is_seen_gone_after_its_generation_is_zeroed() {
     let p = ShmProducer::new(name.name(), 0, OpenMode::Open).unwrap();
     assert!(!c.producer_gone().unwrap(), "the producer is alive");
     // A hostile peer zeroes the producer's generation; then it dies.
-    scribble(&name, PRODUCER_GEN_OFFSET as u64, &0u32.to_ne_bytes());
+    scribble_segment(&name, PRODUCER_GEN_OFFSET, &0u32.to_ne_bytes());
     drop(p);
     assert!(c.producer_gone().unwrap());
     let mut c = c;

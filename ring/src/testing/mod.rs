@@ -14,8 +14,9 @@
 //!   comparing them until the peer first writes and checking the
 //!   corruption rules after.
 //! - The scribbler: [`scribble`] writes bytes into a segment as a hostile
-//!   peer would; [`scribble_offsets`] draws where (live words, the
-//!   immutable header, record headers, data).
+//!   peer would (`scribble_segment`, with `shm`: into a shared-memory
+//!   segment through its file); [`scribble_offsets`] draws where (live
+//!   words, the immutable header, record headers, data).
 //! - [`TempName`] (with `shm`): a unique segment name removed on drop. It is
 //!   [`crate::shm::TempName`], which the CLI and the benches use too.
 //!
@@ -31,6 +32,8 @@ pub use op::{
     sequential_strategy, wrap_lengths,
 };
 pub use oracle::{Message, Model, bytes_of, payload};
+#[cfg(feature = "shm")]
+pub use ring::scribble_segment;
 pub use ring::{Differential, TestRing, assert_in_data, peek, peek_word, scribble};
 
 #[cfg(feature = "shm")]

@@ -35,6 +35,25 @@ pub fn scribble(buf: &AlignedBuf, offset: usize, bytes: &[u8]) {
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.as_ptr().add(offset), bytes.len()) };
 }
 
+/// Writes `bytes` at byte `offset` of the shared-memory segment `name`
+/// through its file, as a hostile peer in another process would (a mapping
+/// of the segment sees the write).
+///
+/// # Panics
+///
+/// When the segment cannot be opened for writing or written.
+#[cfg(feature = "shm")]
+pub fn scribble_segment(name: &crate::shm::TempName, offset: usize, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt as _;
+    let path = name.path();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {} to scribble: {e}", path.display()));
+    file.write_all_at(bytes, offset as u64)
+        .unwrap_or_else(|e| panic!("scribble at {offset} of {}: {e}", path.display()));
+}
+
 /// Reads the `N` bytes at `offset` of the segment.
 ///
 /// # Panics
