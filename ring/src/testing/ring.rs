@@ -28,10 +28,9 @@ pub fn scribble(buf: &AlignedBuf, offset: usize, bytes: &[u8]) {
         bytes.len(),
         buf.len()
     );
-    // SAFETY: the range is inside the buffer (asserted above). The caller
-    // runs no ring call during the write (one thread), and the ring reads
-    // these bytes only through atomic or volatile loads, exactly as it would
-    // after another process wrote them.
+    // SAFETY: in bounds (asserted above); no ring call runs during the write
+    // (one thread), and the ring reads these bytes only with atomic or
+    // volatile loads, as it would after another process wrote them.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.as_ptr().add(offset), bytes.len()) };
 }
 
