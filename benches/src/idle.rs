@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{UsageWho, getrusage};
-use ringproof::shm::{OpenMode, ShmConsumer, ShmError, ShmProducer};
+use ringproof::shm::{OpenMode, ShmConsumer, ShmError, ShmProducer, TempName};
 
-use crate::{BenchError, Unlink, unique_name};
+use crate::BenchError;
 
 /// CPU time used over a wall-clock interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,10 +35,9 @@ fn thread_cpu() -> Result<Duration, BenchError> {
 /// Blocks a consumer in `read_blocking` on a ring whose producer is attached
 /// but sends nothing, for `wait`, and returns the CPU the calling thread used.
 pub fn consumer_cpu(wait: Duration) -> Result<CpuUse, BenchError> {
-    let name = unique_name("idle");
-    let mut consumer = ShmConsumer::new(&name, 4096, OpenMode::Create)?;
-    let _unlink = Unlink(name.clone());
-    let _producer = ShmProducer::new(&name, 4096, OpenMode::Open)?;
+    let name = TempName::new("bench-idle");
+    let mut consumer = ShmConsumer::new(name.name(), 4096, OpenMode::Create)?;
+    let _producer = ShmProducer::new(name.name(), 4096, OpenMode::Open)?;
     let cpu_before = thread_cpu()?;
     let start = Instant::now();
     match consumer.read_blocking(Some(wait)) {

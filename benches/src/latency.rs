@@ -11,12 +11,12 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use ringproof::Error;
-use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer};
+use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer, TempName};
 use ringproof::spsc::{Consumer, Producer};
 use ringproof::sync::Shared;
 
 use crate::process::{ControlPage, PinGuard, STALL, cpu_pair, spawn};
-use crate::{BenchError, Latency, PARK, Unlink, unique_name};
+use crate::{BenchError, Latency, PARK};
 
 /// Round trips made before recording starts.
 const WARMUP: u64 = 10_000;
@@ -65,16 +65,14 @@ pub fn ring(cfg: &PingPong) -> Result<Latency, BenchError> {
     {
         return Err(BenchError::Config("message larger than the ring accepts"));
     }
-    let ping_name = unique_name("ping");
-    let pong_name = unique_name("pong");
-    let mut ping = ShmProducer::new(&ping_name, cfg.ring_size, OpenMode::Create)?;
-    let _unlink_ping = Unlink(ping_name.clone());
-    let mut pong = ShmConsumer::new(&pong_name, cfg.ring_size, OpenMode::Create)?;
-    let _unlink_pong = Unlink(pong_name.clone());
+    let ping_name = TempName::new("bench-ping");
+    let pong_name = TempName::new("bench-pong");
+    let mut ping = ShmProducer::new(ping_name.name(), cfg.ring_size, OpenMode::Create)?;
+    let mut pong = ShmConsumer::new(pong_name.name(), cfg.ring_size, OpenMode::Create)?;
     let (our_cpu, peer_cpu) = cpus(cfg.pin);
     let child = spawn(peer_cpu, || {
-        let mut ping = ShmConsumer::new(&ping_name, cfg.ring_size, OpenMode::Open)?;
-        let mut pong = ShmProducer::new(&pong_name, cfg.ring_size, OpenMode::Open)?;
+        let mut ping = ShmConsumer::new(ping_name.name(), cfg.ring_size, OpenMode::Open)?;
+        let mut pong = ShmProducer::new(pong_name.name(), cfg.ring_size, OpenMode::Open)?;
         echo(&mut ping, &mut pong, cfg.message_size)
     })?;
     let result = {

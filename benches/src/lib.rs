@@ -290,24 +290,5 @@ pub fn memcpy_bandwidth(size: usize, total: u64) -> Throughput {
     }
 }
 
-/// A unique segment name for this process.
-pub(crate) fn unique_name(what: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    // Relaxed: only uniqueness matters, and fetch_add gives it.
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("ringproof-bench-{what}-{}-{n}", std::process::id())
-}
-
-/// Removes a segment name on drop (also when a measurement fails).
-#[derive(Debug)]
-pub(crate) struct Unlink(pub(crate) String);
-
-impl Drop for Unlink {
-    fn drop(&mut self) {
-        let _ = ringproof::shm::unlink(&self.0);
-    }
-}
-
 /// Longest single park while waiting for the peer.
 pub(crate) const PARK: Duration = Duration::from_millis(50);

@@ -7,12 +7,12 @@
 use std::time::{Duration, Instant};
 
 use ringproof::Error;
-use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer};
+use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer, TempName};
 use ringproof::spsc::{Consumer, Producer};
 use ringproof::sync::Shared;
 
 use crate::process::{ControlPage, PinGuard, STALL, spawn};
-use crate::{Api, BenchError, PARK, Throughput, Transfer, Unlink, check, stamp, unique_name};
+use crate::{Api, BenchError, PARK, Throughput, Transfer, check, stamp};
 
 /// Control word: the consumer drained the warm-up; the producer may go.
 const GO: usize = 0;
@@ -33,13 +33,12 @@ fn check_fits(cfg: &Transfer) -> Result<(), BenchError> {
 /// Producer and consumer in two processes over a POSIX shared-memory ring.
 pub fn cross_process(cfg: &Transfer) -> Result<Throughput, BenchError> {
     check_fits(cfg)?;
-    let name = unique_name("tp");
-    let mut consumer = ShmConsumer::new(&name, cfg.ring_size, OpenMode::Create)?;
-    let _unlink = Unlink(name.clone());
+    let name = TempName::new("bench-tp");
+    let mut consumer = ShmConsumer::new(name.name(), cfg.ring_size, OpenMode::Create)?;
     let control = ControlPage::new()?;
     let (consumer_cpu, producer_cpu) = cfg.cpus();
     let child = spawn(producer_cpu, || {
-        let mut producer = ShmProducer::new(&name, cfg.ring_size, OpenMode::Open)?;
+        let mut producer = ShmProducer::new(name.name(), cfg.ring_size, OpenMode::Open)?;
         produce(&mut producer, cfg, &control)
     })?;
     let result = {

@@ -19,12 +19,12 @@ use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use ringproof::Error as RingError;
-use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer};
+use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer, TempName};
 use ringproof::sync::Shared as _;
 
 use crate::cli::{DemoArgs, DemoChildArgs, DemoMode};
 use crate::exit::{CliError, ExitCode};
-use crate::peer::{self, NameGuard, OnConsumerDeath, Waited};
+use crate::peer::{self, OnConsumerDeath, Waited};
 use crate::size::human;
 
 /// Bytes before the payload: sequence number and checksum.
@@ -138,7 +138,7 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
 }
 
 fn golden(args: &DemoArgs) -> Result<(), CliError> {
-    let guard = NameGuard::unique("demo");
+    let guard = TempName::new("demo");
     let name = guard.name();
     let exe = std::env::current_exe()
         .map_err(|e| CliError::unexpected(format!("cannot find this executable: {e}")))?;
@@ -260,20 +260,9 @@ pub fn child(args: &DemoChildArgs) -> Result<(), CliError> {
 
 /// Attaches to a 10-byte file that is not a ring: exit 2.
 fn failure() -> Result<(), CliError> {
-    let guard = NameGuard::unique("demo-failure");
+    let guard = TempName::new("demo-failure");
     let name = guard.name();
-    let path = format!("/dev/shm{name}");
-    let made = {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&[0x5A; 10]))
-    };
-    let what = match made {
+    let what = match guard.create_file(&[0x5A; 10]) {
         Ok(()) => format!("{name}, a 10-byte segment that is not a ring"),
         Err(_) => format!("{name}, a segment that does not exist"),
     };

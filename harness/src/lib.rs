@@ -1,5 +1,5 @@
-//! The `ringproof` command-line tool as a library: argument definitions,
-//! the subcommands, and helpers that the integration tests share.
+//! The `ringproof` command-line tool as a library: argument definitions and
+//! the subcommands.
 //!
 //! `main.rs` only parses the command line and calls [`run`]. Each subcommand
 //! lives in its own module; the exit-code contract lives in [`exit`].
@@ -15,7 +15,6 @@ pub mod peer;
 pub mod size;
 pub mod stdio;
 pub mod stream;
-pub mod testing;
 
 use cli::{Cli, Command};
 pub use exit::{CliError, ExitCode};

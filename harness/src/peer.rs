@@ -1,15 +1,14 @@
 //! Waiting on the other side of a ring: blocking with peer-death detection,
-//! rate limiting, and names removed when they go out of scope.
+//! and rate limiting.
 //!
 //! The waits are `ShmProducer::wait_room` and `ShmConsumer::wait_message`
 //! (bounded parks, with the peer's role lease checked between them); these
 //! helpers turn their outcomes into the CLI's exit codes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ringproof::Error as RingError;
-use ringproof::shm::{self, ShmConsumer, ShmError, ShmProducer};
+use ringproof::shm::{ShmConsumer, ShmError, ShmProducer};
 
 use crate::exit::CliError;
 use crate::size::human_duration;
@@ -116,36 +115,6 @@ impl Pacer {
     }
 }
 
-/// A fresh segment name, removed (if it still exists) when dropped.
-#[derive(Debug)]
-pub struct NameGuard {
-    name: String,
-}
-
-impl NameGuard {
-    /// `/ringproof-<tag>-<pid>-<n>`, unique within this machine while the
-    /// process lives.
-    pub fn unique(tag: &str) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        // Relaxed: only uniqueness matters; no other memory is published.
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        NameGuard {
-            name: format!("/ringproof-{tag}-{}-{n}", std::process::id()),
-        }
-    }
-
-    /// The name, with its leading `/`.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for NameGuard {
-    fn drop(&mut self) {
-        let _ = shm::unlink(&self.name);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,13 +136,5 @@ mod tests {
         let start = Instant::now();
         pacer.account(usize::MAX);
         assert!(start.elapsed() < Duration::from_millis(100));
-    }
-
-    #[test]
-    fn guard_names_are_unique_and_valid() {
-        let a = NameGuard::unique("t");
-        let b = NameGuard::unique("t");
-        assert_ne!(a.name(), b.name());
-        assert!(shm::validate_name(a.name()).is_ok());
     }
 }

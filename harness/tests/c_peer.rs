@@ -6,7 +6,7 @@
 //!
 //! The C programs are compiled with `cc` once per test process into
 //! Cargo's target tmp dir; a missing `cc` fails every test here, clearly.
-//! Every segment name is a `TestName`, removed on drop; every process is a
+//! Every segment name is a `TempName`, removed on drop; every process is a
 //! `Proc`, killed on drop.
 
 use std::fs::File;
@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use ringproof::layout::{MAGIC, RECORD_MESSAGE, RECORD_PADDING, checksum, lap};
 use ringproof::shm::{OpenMode, Role, Segment, claim};
+use ringproof::testing::TempName;
 use ringproof::{Consumer, Error as RingError, Producer};
-use ringproof_harness::testing::TestName;
 
 mod support;
 use support::{
@@ -105,7 +105,7 @@ impl Peer {
 /// A producer of `name` (ring of `ring` bytes if it creates it), sending
 /// each read of at most `message` bytes of stdin as one message. The C
 /// producer prints its statistics line (`RP_STATS`).
-fn producer(peer: Peer, name: &TestName, ring: u64, message: u64) -> Command {
+fn producer(peer: Peer, name: &TempName, ring: u64, message: u64) -> Command {
     let (ring, message) = (ring.to_string(), message.to_string());
     match peer {
         Peer::C => {
@@ -132,7 +132,7 @@ fn producer(peer: Peer, name: &TestName, ring: u64, message: u64) -> Command {
 }
 
 /// A consumer of `name` (ring of `ring` bytes if it creates it).
-fn consumer(peer: Peer, name: &TestName, ring: u64) -> Command {
+fn consumer(peer: Peer, name: &TempName, ring: u64) -> Command {
     let ring = ring.to_string();
     match peer {
         Peer::C => {
@@ -243,7 +243,7 @@ fn stream(
     let len = env_count("RINGPROOF_C_PEER_BYTES", 1_000_000) as usize;
     let data = random_bytes(len, ring ^ message ^ u64::from(consumer_first));
     let input = InputFile::new(&data);
-    let name = TestName::new("cpeer");
+    let name = TempName::for_test("cpeer");
     let mut send = producer(from, &name, ring, message);
     send.stdin(input.open())
         .stdout(Stdio::null())
@@ -367,7 +367,7 @@ fn a_finished_stream_waits_for_a_late_consumer_of_the_other_language() {
         // An empty stream too: a producer written to layout version 1 would
         // remove it on leaving, and the late consumer would never see its end.
         for len in [0usize, 100_000] {
-            let name = TestName::new("cpeer-late");
+            let name = TempName::for_test("cpeer-late");
             let data = random_bytes(len, 5);
             let sent = run_with(producer(from, &name, 1 << 20, 64 << 10), &data);
             assert!(sent.status.success(), "{from:?}: {}", stderr_text(&sent));
@@ -394,7 +394,7 @@ fn a_finished_stream_waits_for_a_late_consumer_of_the_other_language() {
 /// message released, no role held (as after a consumer killed between its
 /// last release and its leaving). Made with the library's `claim`, which
 /// never removes the name.
-fn finished_stream_with_a_name(name: &TestName, data: &[u8]) {
+fn finished_stream_with_a_name(name: &TempName, data: &[u8]) {
     let mut tx =
         Producer::new(claim(name.name(), 4096, Role::Producer, OpenMode::Create).unwrap()).unwrap();
     tx.push(data).unwrap();
@@ -413,7 +413,7 @@ fn finished_stream_with_a_name(name: &TestName, data: &[u8]) {
 fn c_producer_reclaims_a_finished_stream_and_c_consumer_only_sees_its_end() {
     // The consumer never reclaims: it reads the end of the finished stream,
     // and, leaving last, removes the name.
-    let name = TestName::new("cpeer-reclaim");
+    let name = TempName::for_test("cpeer-reclaim");
     finished_stream_with_a_name(&name, b"old");
     let out = run_with(consumer(Peer::C, &name, 4096), b"");
     assert!(out.status.success(), "{}", stderr_text(&out));
@@ -421,7 +421,7 @@ fn c_producer_reclaims_a_finished_stream_and_c_consumer_only_sees_its_end() {
     assert!(!name.exists(), "rp_recv left a finished stream's name");
 
     // The producer starts a fresh stream over a finished one.
-    let name = TestName::new("cpeer-reclaim");
+    let name = TempName::for_test("cpeer-reclaim");
     finished_stream_with_a_name(&name, b"old");
     let sent = run_with(producer(Peer::C, &name, 4096, 64), b"new stream");
     assert!(sent.status.success(), "{}", stderr_text(&sent));
@@ -436,7 +436,7 @@ fn c_producer_reclaims_a_finished_stream_and_c_consumer_only_sees_its_end() {
     assert_eq!(out.stdout, b"new stream");
 
     // A closed stream not read to its end is refused, and kept for its consumer.
-    let name = TestName::new("cpeer-reclaim");
+    let name = TempName::for_test("cpeer-reclaim");
     let sent = run_with(producer(Peer::Cli, &name, 4096, 64), b"unread");
     assert!(sent.status.success(), "{}", stderr_text(&sent));
     let out = run_with(producer(Peer::C, &name, 4096, 64), b"more");
@@ -454,7 +454,7 @@ fn c_producer_reclaims_a_finished_stream_and_c_consumer_only_sees_its_end() {
 fn roles_are_exclusive_between_c_and_the_cli() {
     for first in [Peer::C, Peer::Cli] {
         let second = if first == Peer::C { Peer::Cli } else { Peer::C };
-        let name = TestName::new("cpeer-roles");
+        let name = TempName::for_test("cpeer-roles");
         let mut holder = Proc::spawn(
             producer(first, &name, 4096, 64)
                 .stdin(Stdio::piped())
@@ -516,7 +516,7 @@ fn record(i: usize) -> Vec<u8> {
 /// pipe writes up to PIPE_BUF are atomic, so each 13-byte read the
 /// producer makes is exactly one message.
 fn killed_producer(from: Peer, to: Peer) {
-    let name = TestName::new("cpeer-kill");
+    let name = TempName::for_test("cpeer-kill");
     let mut recv = Proc::spawn(
         consumer(to, &name, 64)
             .stdin(Stdio::null())
@@ -687,8 +687,9 @@ fn c_peers_refuse_corrupt_segments_with_exit_2() {
     ));
 
     for (what, role, bytes, needle) in cases {
-        let name = TestName::new("cpeer-corrupt");
-        name.create_file(&bytes);
+        let name = TempName::for_test("cpeer-corrupt");
+        name.create_file(&bytes)
+            .expect("create a test segment file");
         let command = match role {
             Role::Producer => producer(Peer::C, &name, cap, 8),
             Role::Consumer => consumer(Peer::C, &name, cap),
@@ -714,11 +715,12 @@ fn c_recv_reads_a_record_of_the_expected_lap() {
     // The control for the stale-lap case above: the same record written with
     // lap 1 is delivered; then the producer (generation 1, role free) is gone.
     let cap = 64;
-    let name = TestName::new("cpeer-lap");
+    let name = TempName::for_test("cpeer-lap");
     let mut bytes = segment_bytes(cap, 2, cap, cap + 16);
     put_record(&mut bytes, cap, cap, 3, RECORD_MESSAGE ^ 1);
     bytes[384 + 8..384 + 11].copy_from_slice(b"abc");
-    name.create_file(&bytes);
+    name.create_file(&bytes)
+        .expect("create a test segment file");
     let out = run_with(consumer(Peer::C, &name, cap), b"");
     assert_eq!(out.stdout, b"abc");
     assert_error_line(&out, 3, "rp_recv: ", "producer died");
@@ -728,15 +730,17 @@ fn c_recv_reads_a_record_of_the_expected_lap() {
 fn c_peers_refuse_files_that_are_not_safe_segments() {
     use std::os::unix::fs::PermissionsExt;
     // Open to other users.
-    let name = TestName::new("cpeer-mode");
-    name.create_file(&segment_bytes(64, 2, 0, 0));
+    let name = TempName::for_test("cpeer-mode");
+    name.create_file(&segment_bytes(64, 2, 0, 0))
+        .expect("create a test segment file");
     std::fs::set_permissions(name.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = run_with(consumer(Peer::C, &name, 64), b"");
     assert_error_line(&out, 2, "rp_recv: ", "lets other users in");
 
     // Holes: only the first page of an 8 KiB ring is allocated.
-    let name = TestName::new("cpeer-holes");
-    name.create_file(&segment_bytes(8192, 2, 0, 0)[..384]);
+    let name = TempName::for_test("cpeer-holes");
+    name.create_file(&segment_bytes(8192, 2, 0, 0)[..384])
+        .expect("create a test segment file");
     File::options()
         .write(true)
         .open(name.path())
@@ -747,8 +751,8 @@ fn c_peers_refuse_files_that_are_not_safe_segments() {
     assert_error_line(&out, 2, "rp_send: ", "not fully allocated");
 
     // Never initialised, and no process holds a role: given up after 2 s.
-    let name = TestName::new("cpeer-uninit");
-    name.create_file(&[]);
+    let name = TempName::for_test("cpeer-uninit");
+    name.create_file(&[]).expect("create a test segment file");
     let out = run_with(consumer(Peer::C, &name, 64), b"");
     assert_error_line(&out, 2, "rp_recv: ", "never initialised");
 }

@@ -1,7 +1,7 @@
 //! The `ringproof` binary, driven as a user would: real processes, real
 //! segments in `/dev/shm`, exit codes and stderr lines checked.
 //!
-//! Every segment name comes from a `TestName` (pid + counter) that removes it
+//! Every segment name comes from a `TempName` (pid + counter) that removes it
 //! on drop, and every spawned process is killed on drop, also when a test fails.
 
 use std::io::Write;
@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ringproof::shm::Segment;
-use ringproof_harness::testing::TestName;
+use ringproof::testing::{TempName, scribble_segment};
 
 mod support;
 use support::{
@@ -52,7 +52,7 @@ fn assert_error(out: &Output, code: i32, needle: &str) {
 }
 
 /// A segment made by `send` alone: closed, holding `data`, no role held.
-fn stale_segment(name: &TestName, size: &str, data: &[u8]) {
+fn stale_segment(name: &TempName, size: &str, data: &[u8]) {
     let out = run(&["send", "--name", name.name(), "--size", size], data);
     assert!(out.status.success(), "{}", stderr_text(&out));
     assert!(name.exists());
@@ -103,7 +103,7 @@ fn golden_demo_checks_a_million_messages_between_two_processes() {
 fn send_recv_roundtrip(size: &str, recv_first: bool) {
     let len = env_count("RINGPROOF_STREAM_BYTES", 50 << 20) as usize;
     let data = Arc::new(random_bytes(len, 0x5EED ^ len as u64));
-    let name = TestName::new("stream");
+    let name = TempName::for_test("stream");
     let recv_cmd = || {
         let mut c = ringproof(&["recv", "--name", name.name(), "--size", size]);
         c.stdin(Stdio::null())
@@ -175,7 +175,7 @@ fn send_recv_is_byte_exact_send_first_large_ring() {
 
 #[test]
 fn recv_reads_a_finished_stream_after_send_has_exited() {
-    let name = TestName::new("late");
+    let name = TempName::for_test("late");
     let data = random_bytes(100_000, 9);
     stale_segment(&name, "1MiB", &data);
     let out = run(&["recv", "--name", name.name()], b"");
@@ -186,7 +186,7 @@ fn recv_reads_a_finished_stream_after_send_has_exited() {
 
 #[test]
 fn send_rate_limit_paces_the_stream() {
-    let name = TestName::new("rate");
+    let name = TempName::for_test("rate");
     let data = random_bytes(60_000, 5);
     let started = Instant::now();
     let out = run(
@@ -214,7 +214,7 @@ fn send_rate_limit_paces_the_stream() {
 
 #[test]
 fn recv_delivers_everything_then_exits_3_when_the_producer_is_killed() {
-    let name = TestName::new("kill");
+    let name = TempName::for_test("kill");
     let recv = Proc::spawn(
         ringproof(&["recv", "--name", name.name(), "--size", "64KiB"])
             .stdin(Stdio::null())
@@ -252,7 +252,7 @@ fn recv_delivers_everything_then_exits_3_when_the_producer_is_killed() {
 
 #[test]
 fn a_new_recv_continues_with_no_gap_after_recv_is_killed() {
-    let name = TestName::new("killrecv");
+    let name = TempName::for_test("killrecv");
     let data = Arc::new(random_bytes(4 << 20, 91));
     let mut send = Proc::spawn(
         ringproof(&[
@@ -315,7 +315,7 @@ fn a_new_recv_continues_with_no_gap_after_recv_is_killed() {
 
 #[test]
 fn recv_timeout_is_exit_3() {
-    let name = TestName::new("timeout");
+    let name = TempName::for_test("timeout");
     let started = Instant::now();
     let out = run(&["recv", "--name", name.name(), "--timeout", "300ms"], b"");
     assert_error(&out, 3, "no message within 300ms");
@@ -324,7 +324,7 @@ fn recv_timeout_is_exit_3() {
 
 #[test]
 fn recv_stops_quietly_when_stdout_is_closed() {
-    let name = TestName::new("epipe");
+    let name = TempName::for_test("epipe");
     // More than recv buffers before its first write to stdout.
     stale_segment(&name, "4MiB", &random_bytes(3_000_000, 3));
     let mut recv = ringproof(&["recv", "--name", name.name()])
@@ -360,7 +360,7 @@ fn bad_names_are_exit_2() {
 
 #[test]
 fn missing_segment_is_exit_2() {
-    let name = TestName::new("missing");
+    let name = TempName::for_test("missing");
     let out = run(&["inspect", "--name", name.name()], b"");
     assert_error(&out, 2, "no shared-memory segment named");
     let out = run(&["clean", "--name", name.name()], b"");
@@ -375,7 +375,7 @@ fn missing_segment_is_exit_2() {
 
 #[test]
 fn second_producer_is_exit_2() {
-    let name = TestName::new("second");
+    let name = TempName::for_test("second");
     let mut first = Proc::spawn(
         ringproof(&["send", "--name", name.name()])
             .stdin(Stdio::piped())
@@ -393,14 +393,9 @@ fn second_producer_is_exit_2() {
 
 #[test]
 fn corrupt_header_is_exit_2() {
-    let name = TestName::new("corrupt");
+    let name = TempName::for_test("corrupt");
     stale_segment(&name, "64KiB", b"hello");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .unwrap();
-    file.write_all(b"NOTARING").unwrap();
-    drop(file);
+    scribble_segment(&name, 0, b"NOTARING");
     let out = run(&["inspect", "--name", name.name()], b"");
     assert_error(&out, 2, "bad magic");
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid        no"));
@@ -412,8 +407,9 @@ fn corrupt_header_is_exit_2() {
 
 #[test]
 fn too_small_segment_is_exit_2() {
-    let name = TestName::new("small");
-    name.create_file(&[0x5Au8; 10]);
+    let name = TempName::for_test("small");
+    name.create_file(&[0x5Au8; 10])
+        .expect("create a test segment file");
     for args in [
         &["inspect", "--name", name.name()][..],
         &["recv", "--name", name.name()],
@@ -460,7 +456,7 @@ fn help_documents_the_exit_codes() {
 
 #[test]
 fn inspect_json_shows_capacity_and_state() {
-    let name = TestName::new("inspect");
+    let name = TempName::for_test("inspect");
     stale_segment(&name, "64KiB", b"hello world");
     let out = run(&["inspect", "--name", name.name(), "--json"], b"");
     assert!(out.status.success(), "{}", stderr_text(&out));
@@ -477,8 +473,8 @@ fn inspect_json_shows_capacity_and_state() {
 
 #[test]
 fn clean_stale_removes_only_segments_nobody_holds() {
-    let stale = TestName::new("clean");
-    let busy = TestName::new("clean");
+    let stale = TempName::for_test("clean");
+    let busy = TempName::for_test("clean");
     stale_segment(&stale, "64KiB", b"left behind");
     let mut sender = Proc::spawn(
         ringproof(&["send", "--name", busy.name()])
@@ -530,9 +526,9 @@ fn run_bounded(args: &[&str]) -> Output {
 
 #[test]
 fn clean_stale_skips_what_is_not_ours_without_blocking() {
-    let fifo = TestName::new("odd");
-    let link = TestName::new("odd");
-    let stale = TestName::new("odd");
+    let fifo = TempName::for_test("odd");
+    let link = TempName::for_test("odd");
+    let stale = TempName::for_test("odd");
     nix::unistd::mkfifo(&fifo.path(), nix::sys::stat::Mode::S_IRWXU).unwrap();
     std::os::unix::fs::symlink("/dev/null", link.path()).unwrap();
     stale_segment(&stale, "4KiB", b"left behind");
@@ -566,11 +562,11 @@ fn clean_stale_skips_what_is_not_ours_without_blocking() {
 
 #[test]
 fn symlink_or_directory_at_the_name_is_exit_2_saying_what_it_is() {
-    let link = TestName::new("link");
+    let link = TempName::for_test("link");
     std::os::unix::fs::symlink("/dev/null", link.path()).unwrap();
     let out = run(&["recv", "--name", link.name()], b"");
     assert_error(&out, 2, "is a symbolic link");
-    let dir = TestName::new("dir");
+    let dir = TempName::for_test("dir");
     std::fs::create_dir(dir.path()).unwrap();
     let out = run(&["send", "--name", dir.name()], b"x");
     let _ = std::fs::remove_dir(dir.path());
@@ -579,7 +575,7 @@ fn symlink_or_directory_at_the_name_is_exit_2_saying_what_it_is() {
 
 #[test]
 fn recv_timeout_too_long_to_represent_waits_instead_of_panicking() {
-    let name = TestName::new("longwait");
+    let name = TempName::for_test("longwait");
     stale_segment(&name, "4KiB", b"one\ntwo\n");
     let out = run(
         &[
@@ -597,21 +593,12 @@ fn recv_timeout_too_long_to_represent_waits_instead_of_panicking() {
 
 #[test]
 fn inspect_runs_the_attach_position_checks() {
-    let name = TestName::new("positions");
+    let name = TempName::for_test("positions");
     stale_segment(&name, "4KiB", b"hello\n");
     let info = Segment::inspect(name.name()).unwrap();
     // head past tail: every count derived from them would be nonsense.
     let head = info.tail + 4096;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .unwrap();
-    std::os::unix::fs::FileExt::write_all_at(
-        &file,
-        &head.to_ne_bytes(),
-        ringproof::layout::HEAD_OFFSET as u64,
-    )
-    .unwrap();
+    scribble_segment(&name, ringproof::layout::HEAD_OFFSET, &head.to_ne_bytes());
     let out = run(&["inspect", "--name", name.name()], b"");
     assert_error(&out, 2, "tail index out of range");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -17,10 +17,7 @@
 //!   `head` when its cached copy says full (and in `free_bytes`);
 //! - a record header when the consumer reads that record.
 
-mod oracle;
-
 use std::io::{Read as _, Write as _};
-
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::fcntl::OFlag;
@@ -33,12 +30,12 @@ use nix::unistd::{ForkResult, Pid, fork, ftruncate, pipe};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 
-use oracle::{Model, payload};
 use ringproof::heap::{self, AlignedBuf, HeapError, HeapShared};
 use ringproof::layout::{
     CLOSED_OFFSET, HEAD_OFFSET, HEADER_SIZE, RECORD_MESSAGE, RECORD_PADDING, TAIL_OFFSET,
 };
 use ringproof::shm::{OpenMode, Segment, ShmConsumer, ShmError, ShmProducer};
+use ringproof::testing::{Differential, Op, TempName, TestRing, hostile_strategy, scribble};
 use ringproof::validate::AttachError;
 use ringproof::{Consumer, Corruption, Error, Producer};
 
@@ -52,25 +49,8 @@ fn serial() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A unique segment name, removed on drop (also when the test fails).
-use ringproof_harness::testing::TestName as Name;
-
-/// Writes `value` at byte `offset` of the segment, as a hostile peer would.
-fn scribble(buf: &AlignedBuf, offset: usize, value: &[u8]) {
-    assert!(offset + value.len() <= buf.len());
-    // SAFETY: the range is inside the buffer (asserted above); no ring call
-    // runs during the write (single thread), and the ring reads these bytes
-    // only through atomics or volatile reads, as it would from another process.
-    unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), buf.as_ptr().add(offset), value.len()) };
-}
-
 fn ring(capacity: u64) -> (Arc<AlignedBuf>, Producer<HeapShared>, Consumer<HeapShared>) {
-    let buf = Arc::new(AlignedBuf::segment(capacity).unwrap());
-    // SAFETY: a fresh buffer; these are its first producer and consumer.
-    let producer = unsafe { heap::producer(&buf) }.unwrap();
-    // SAFETY: as above.
-    let consumer = unsafe { heap::consumer(&buf) }.unwrap();
-    (buf, producer, consumer)
+    TestRing::new(capacity, 0).into_parts()
 }
 
 const fn corrupted(what: Corruption) -> Error {
@@ -283,263 +263,14 @@ fn rewritten_immutable_header_fails_the_next_attach_with_its_error() {
 // Random rewrites between random operations
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Debug)]
-enum Step {
-    Push {
-        len: usize,
-        seed: u8,
-    },
-    ReserveAbort {
-        len: usize,
-    },
-    BatchPush {
-        lens: Vec<usize>,
-        commit: bool,
-    },
-    Pop,
-    ReadDrop,
-    BatchPop {
-        n: usize,
-        release: bool,
-    },
-    Close,
-    FreeBytes,
-    UsedBytes,
-    ReattachProducer,
-    ReattachConsumer,
-    /// The peer writes `bytes` at segment offset `offset` (clamped to the segment).
-    Scribble {
-        offset: usize,
-        bytes: Vec<u8>,
-    },
-    /// The peer moves a live word by a multiple of 8 (plausible but wrong).
-    Nudge {
-        offset: usize,
-        by: i64,
-    },
-}
-
-fn step_strategy(capacity: u64) -> impl Strategy<Value = Step> {
-    let cap = capacity as usize;
-    let len = 0..=cap / 2;
-    let live_word = prop_oneof![
-        Just(HEAD_OFFSET),
-        Just(TAIL_OFFSET),
-        Just(CLOSED_OFFSET),
-        Just(HEAD_OFFSET + 4),
-        Just(TAIL_OFFSET + 4),
-    ];
-    let offset = prop_oneof![
-        2 => live_word.clone(),
-        1 => 0..HEADER_SIZE,
-        3 => (0..cap / 8).prop_map(|k| HEADER_SIZE + 8 * k),
-        2 => HEADER_SIZE..HEADER_SIZE + cap,
-    ];
-    prop_oneof![
-        6 => (len.clone(), any::<u8>()).prop_map(|(len, seed)| Step::Push { len, seed }),
-        1 => len.clone().prop_map(|len| Step::ReserveAbort { len }),
-        2 => (proptest::collection::vec(len, 0..5), any::<bool>())
-            .prop_map(|(lens, commit)| Step::BatchPush { lens, commit }),
-        4 => Just(Step::Pop),
-        1 => Just(Step::ReadDrop),
-        2 => (0usize..5, any::<bool>()).prop_map(|(n, release)| Step::BatchPop { n, release }),
-        1 => Just(Step::Close),
-        1 => Just(Step::FreeBytes),
-        1 => Just(Step::UsedBytes),
-        1 => Just(Step::ReattachProducer),
-        1 => Just(Step::ReattachConsumer),
-        2 => (offset, proptest::collection::vec(any::<u8>(), 1..9))
-            .prop_map(|(offset, bytes)| Step::Scribble { offset, bytes }),
-        1 => (live_word, -4i64..=4).prop_map(|(offset, by)| Step::Nudge { offset, by: by * 8 }),
-    ]
-}
-
-/// The side a step runs on, for the poisoning rule.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Side {
-    Producer,
-    Consumer,
-    Peer,
-}
-
-fn side(step: &Step) -> Side {
-    match step {
-        Step::Push { .. }
-        | Step::ReserveAbort { .. }
-        | Step::BatchPush { .. }
-        | Step::Close
-        | Step::FreeBytes
-        | Step::ReattachProducer => Side::Producer,
-        Step::Scribble { .. } | Step::Nudge { .. } => Side::Peer,
-        _ => Side::Consumer,
-    }
-}
-
-/// Runs one step on the ring; returns every ring result it got.
-fn run_step(
-    buf: &Arc<AlignedBuf>,
-    p: &mut Producer<HeapShared>,
-    c: &mut Consumer<HeapShared>,
-    step: &Step,
-    capacity: u64,
-) -> Vec<Result<Vec<u8>, Error>> {
-    let data = buf.as_ptr() as usize + HEADER_SIZE;
-    let inside = |s: &[u8]| {
-        let start = s.as_ptr() as usize;
-        assert!(
-            s.is_empty() || (start >= data && start + s.len() <= data + capacity as usize),
-            "slice outside the data region"
-        );
-    };
-    let unit = |r: Result<(), Error>| r.map(|()| Vec::new());
-    match step {
-        Step::Push { len, seed } => vec![unit(p.push(&payload(*len, *seed)))],
-        Step::ReserveAbort { len } => vec![unit(p.reserve(*len).map(|mut g| g.fill(0xEE)))],
-        Step::BatchPush { lens, commit } => {
-            let mut batch = p.batch();
-            let out = lens
-                .iter()
-                .map(|&len| unit(batch.push(&payload(len, len as u8))))
-                .collect();
-            if *commit {
-                batch.commit();
-            }
-            out
-        }
-        Step::Pop => vec![c.read().map(|r| {
-            inside(&r);
-            let v = r.to_vec();
-            r.release();
-            v
-        })],
-        Step::ReadDrop => vec![c.read().map(|r| {
-            inside(&r);
-            r.to_vec()
-        })],
-        Step::BatchPop { n, release } => {
-            let mut batch = c.read_batch();
-            let out = (0..*n)
-                .map(|_| {
-                    batch.read().map(|s| {
-                        inside(s);
-                        s.to_vec()
-                    })
-                })
-                .collect();
-            if *release {
-                batch.release();
-            }
-            out
-        }
-        Step::Close => vec![unit(p.close())],
-        Step::FreeBytes => vec![p.free_bytes().map(|n| n.to_le_bytes().to_vec())],
-        Step::UsedBytes => vec![c.used_bytes().map(|n| n.to_le_bytes().to_vec())],
-        // SAFETY: a new side replaces the old one at once, which is then
-        // dropped; one thread.
-        Step::ReattachProducer => match unsafe { heap::producer(buf) } {
-            Ok(new) => {
-                *p = new;
-                vec![Ok(Vec::new())]
-            }
-            Err(HeapError::Ring(e)) => vec![Err(e)],
-            Err(HeapError::Attach(_)) => vec![],
-            Err(e) => panic!("untyped: {e}"),
-        },
-        // SAFETY: as above.
-        Step::ReattachConsumer => match unsafe { heap::consumer(buf) } {
-            Ok(new) => {
-                *c = new;
-                vec![Ok(Vec::new())]
-            }
-            Err(HeapError::Ring(e)) => vec![Err(e)],
-            Err(HeapError::Attach(_)) => vec![],
-            Err(e) => panic!("untyped: {e}"),
-        },
-        Step::Scribble { offset, bytes } => {
-            let offset = (*offset).min(buf.len() - bytes.len());
-            scribble(buf, offset, bytes);
-            vec![]
-        }
-        Step::Nudge { offset, by } => {
-            let mut word = [0u8; 8];
-            // SAFETY: `offset` is a header word offset, 8 bytes inside the
-            // buffer; single thread, no ring call runs meanwhile.
-            unsafe {
-                std::ptr::copy_nonoverlapping(buf.as_ptr().add(*offset), word.as_mut_ptr(), 8)
-            };
-            let moved = u64::from_ne_bytes(word).wrapping_add_signed(*by);
-            scribble(buf, *offset, &moved.to_ne_bytes());
-            vec![]
-        }
-    }
-}
-
-/// The model's answer for a step before any rewrite (differential phase).
-fn model_step(model: &mut Model, step: &Step) -> Option<Vec<Result<Vec<u8>, Error>>> {
-    let unit = |r: Result<(), Error>| r.map(|()| Vec::new());
-    Some(match step {
-        Step::Push { len, seed } => vec![unit(model.push(payload(*len, *seed)))],
-        Step::ReserveAbort { len } => vec![unit(model.reserve_abort(*len))],
-        Step::BatchPush { lens, commit } => {
-            let messages: Vec<Vec<u8>> = lens.iter().map(|&l| payload(l, l as u8)).collect();
-            model.batch_push(&messages, *commit)
-        }
-        Step::Pop => vec![model.pop()],
-        Step::ReadDrop => vec![model.peek(0).map(|m| m.bytes.clone())],
-        Step::BatchPop { n, release } => model.read_batch(*n, *release),
-        Step::Close => vec![unit(model.close())],
-        Step::FreeBytes => vec![model.free_bytes().map(|n| n.to_le_bytes().to_vec())],
-        Step::UsedBytes => vec![Ok(model.used().to_le_bytes().to_vec())],
-        Step::ReattachProducer => {
-            model.reattach_producer();
-            vec![Ok(Vec::new())]
-        }
-        Step::ReattachConsumer => vec![Ok(Vec::new())],
-        Step::Scribble { .. } | Step::Nudge { .. } => return None,
-    })
-}
-
-fn hostile_case(capacity: u64, steps: &[Step]) -> Result<(), TestCaseError> {
-    let (buf, mut p, mut c) = ring(capacity);
-    let mut model = Some(Model::new(capacity, 0));
-    // The corruption each side reported, which it must keep reporting.
-    let mut producer_poison: Option<Error> = None;
-    let mut consumer_poison: Option<Error> = None;
-    for step in steps {
-        let expected = model.as_mut().and_then(|m| model_step(m, step));
-        if expected.is_none() {
-            model = None; // after the first rewrite, only typed errors are promised
-        }
-        let results = run_step(&buf, &mut p, &mut c, step, capacity);
-        if let Some(expected) = expected {
-            prop_assert_eq!(&results, &expected, "{:?} before any rewrite", step);
-        }
-        let poison = match side(step) {
-            Side::Producer => &mut producer_poison,
-            Side::Consumer => &mut consumer_poison,
-            Side::Peer => continue,
-        };
-        match step {
-            Step::ReattachProducer | Step::ReattachConsumer => {
-                // A new side that attached starts clean.
-                if results.first().is_some_and(|r| r.is_ok()) {
-                    *poison = None;
-                }
-            }
-            _ => {
-                for result in &results {
-                    if let Some(previous) = poison {
-                        prop_assert_eq!(result, &Err(*previous), "{:?}: poison is sticky", step);
-                    }
-                    if let Err(e @ Error::Corrupted(_)) = result {
-                        *poison = Some(*e);
-                    }
-                }
-            }
-        }
-        // The header's immutable part is still checked on every attach.
-        // SAFETY: the buffer is readable for its length.
-        let _ = unsafe { ringproof::attach(buf.as_ptr(), buf.len()) };
+/// The operations through the test kit's `Differential`: the oracle's
+/// results before the first rewrite; after it, typed results only, slices
+/// inside the data region, and a side that reported `Corrupted(x)` keeps
+/// reporting it until it is re-attached.
+fn hostile_case(capacity: u64, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut ring = Differential::new(capacity, 0);
+    for op in ops {
+        ring.apply(op).map_err(TestCaseError::fail)?;
     }
     Ok(())
 }
@@ -561,11 +292,11 @@ fn random_rewrites_between_operations_give_typed_errors_never_a_panic() {
     let strategy = prop_oneof![Just(32u64), Just(64), Just(256), Just(1024)].prop_flat_map(|cap| {
         (
             Just(cap),
-            proptest::collection::vec(step_strategy(cap), 1..80),
+            proptest::collection::vec(hostile_strategy(cap), 1..80),
         )
     });
     let mut runner = TestRunner::new(config);
-    if let Err(e) = runner.run(&strategy, |(cap, steps)| hostile_case(cap, &steps)) {
+    if let Err(e) = runner.run(&strategy, |(cap, ops)| hostile_case(cap, &ops)) {
         panic!("{e}");
     }
 }
@@ -595,7 +326,7 @@ impl Drop for Child {
 #[test]
 fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
     let _serial = serial();
-    let name = Name::new("trunc");
+    let name = TempName::for_test("trunc");
     let capacity = 16384u64;
     let mut producer = ShmProducer::new(name.name(), capacity, OpenMode::Create).unwrap();
     // 1000-byte payloads, 1008-byte records from data offset 0: records 0..2

@@ -1,5 +1,5 @@
-//! The ring against a `VecDeque` oracle (`tests/oracle/mod.rs`), with
-//! `proptest-state-machine`: any generated sequence of operations must return
+//! The ring against the test kit's `VecDeque` oracle
+//! (`ringproof::testing::Model`), with `proptest-state-machine`: any generated sequence of operations must return
 //! exactly what the model returns (`Full`, `Empty`, `TooLarge`, `Closed` and
 //! the payloads), leave the same `head`, `tail` and `closed` words in the
 //! segment, and leave a header that still attaches.
@@ -15,11 +15,9 @@
 //! A failure shrinks to a minimal sequence and is saved under
 //! `proptest-regressions/`, which is replayed first on every later run.
 
-mod oracle;
-
 use std::io::{Read as _, Write as _};
 use std::sync::atomic::Ordering as AtomicOrdering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -29,14 +27,13 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 
-use oracle::{Model, Outcome, payload};
-use ringproof::heap::{self, AlignedBuf, HeapShared};
-use ringproof::layout::{HEAD_OFFSET, HEADER_SIZE, TAIL_OFFSET, max_message};
+use ringproof::Error;
 use ringproof::shm::{OpenMode, Segment, ShmConsumer, ShmError, ShmProducer};
 use ringproof::spsc::MAX_POSITION;
-use ringproof::spsc::Words;
-use ringproof::sync::{Ordering, Shared};
-use ringproof::{Consumer, Error, Producer};
+use ringproof::sync::Shared as _;
+use ringproof::testing::{
+    Model, Op, Outcome, Side, TempName, TestRing, bytes_of, payload, sequential_strategy,
+};
 
 // ---------------------------------------------------------------------------
 // Test plumbing
@@ -69,68 +66,9 @@ fn config(cases: u32, regressions: &'static str) -> Config {
     }
 }
 
-/// A unique segment name, removed on drop (also when the test fails).
-use ringproof_harness::testing::TestName as Name;
-
 // ---------------------------------------------------------------------------
 // The reference state machine
 // ---------------------------------------------------------------------------
-
-/// One generated operation. Lengths may exceed the ring's maximum message.
-#[derive(Clone, Debug)]
-enum Op {
-    /// `Producer::push`.
-    Push { len: usize, seed: u8 },
-    /// A push whose length was chosen from the tail's offset so that its
-    /// record ends exactly at the end of the data region or crosses it
-    /// (a padding record, then the record at offset 0).
-    Wrap { len: usize, seed: u8 },
-    /// `reserve`, write, `commit`.
-    ReserveCommit { len: usize, seed: u8 },
-    /// `reserve`, write, drop the grant.
-    ReserveAbort { len: usize },
-    /// `batch`, one push per message, then `commit` (or drop).
-    BatchPush {
-        messages: Vec<(usize, u8)>,
-        commit: bool,
-    },
-    /// `Consumer::pop`.
-    Pop,
-    /// `read`, then `release`.
-    ReadRelease,
-    /// `read`, then drop: the message stays.
-    ReadDrop,
-    /// `pop_into` a buffer of this size.
-    PopInto { buf_len: usize },
-    /// `read_batch`, `n` reads, then `release` (or drop).
-    BatchPop { n: usize, release: bool },
-    /// `Producer::close`.
-    Close,
-    /// `Producer::free_bytes`.
-    FreeBytes,
-    /// `Consumer::used_bytes`.
-    UsedBytes,
-    /// Drop the producer and take a new one over the same segment.
-    ReattachProducer,
-    /// Drop the consumer and take a new one over the same segment.
-    ReattachConsumer,
-}
-
-impl Op {
-    fn is_producer(&self) -> bool {
-        matches!(
-            self,
-            Op::Push { .. }
-                | Op::Wrap { .. }
-                | Op::ReserveCommit { .. }
-                | Op::ReserveAbort { .. }
-                | Op::BatchPush { .. }
-                | Op::Close
-                | Op::FreeBytes
-                | Op::ReattachProducer
-        )
-    }
-}
 
 /// The model plus what the last operation must return.
 #[derive(Clone, Debug)]
@@ -139,61 +77,13 @@ struct RefState {
     expected: Outcome,
 }
 
-fn bytes_of(n: u64) -> Vec<u8> {
-    n.to_le_bytes().to_vec()
-}
-
 fn unit(r: Result<(), Error>) -> Result<Vec<u8>, Error> {
     r.map(|()| Vec::new())
 }
 
-/// Applies `op` to the model and returns what the ring must return.
-fn model_apply(model: &mut Model, op: &Op) -> Outcome {
-    match op {
-        Op::Push { len, seed } | Op::Wrap { len, seed } | Op::ReserveCommit { len, seed } => {
-            vec![unit(model.push(payload(*len, *seed)))]
-        }
-        Op::ReserveAbort { len } => vec![unit(model.reserve_abort(*len))],
-        Op::BatchPush { messages, commit } => {
-            let messages: Vec<Vec<u8>> = messages.iter().map(|&(l, s)| payload(l, s)).collect();
-            model.batch_push(&messages, *commit)
-        }
-        Op::Pop | Op::ReadRelease => vec![model.pop()],
-        Op::ReadDrop => vec![model.peek(0).map(|m| m.bytes.clone())],
-        Op::PopInto { buf_len } => vec![model.pop_into(*buf_len)],
-        Op::BatchPop { n, release } => model.read_batch(*n, *release),
-        Op::Close => vec![unit(model.close())],
-        Op::FreeBytes => vec![model.free_bytes().map(bytes_of)],
-        Op::UsedBytes => vec![Ok(bytes_of(model.used()))],
-        Op::ReattachProducer => {
-            model.reattach_producer();
-            vec![Ok(Vec::new())]
-        }
-        Op::ReattachConsumer => vec![Ok(Vec::new())],
-    }
-}
-
-/// Payload lengths for a ring of `capacity`: mostly ones that fit, often the
-/// boundary around the maximum, sometimes more than the whole ring.
-fn len_strategy(capacity: u64) -> BoxedStrategy<usize> {
-    let max = max_message(capacity) as usize;
-    let cap = capacity as usize;
-    prop_oneof![
-        6 => 0..=max,
-        2 => max.saturating_sub(2)..=max + 2,
-        1 => max + 1..=cap + 16,
-    ]
-    .boxed()
-}
-
-/// A length whose record, claimed at the current tail, ends exactly at the
-/// end of the data region or crosses it (clamped to what the ring accepts).
-fn wrap_lengths(model: &Model) -> BoxedStrategy<usize> {
-    let max = model.max_message();
-    let to_end = (model.capacity - model.tail_offset()) as usize;
-    let exact = to_end.saturating_sub(8).min(max);
-    let cross = (to_end.saturating_sub(7)).min(max);
-    prop_oneof![Just(exact), Just(cross), Just(to_end.min(max))].boxed()
+/// Whether `op` runs on the producer.
+fn is_producer(op: &Op) -> bool {
+    op.side() == Side::Producer
 }
 
 struct RingMachine;
@@ -221,34 +111,11 @@ impl ReferenceStateMachine for RingMachine {
     }
 
     fn transitions(state: &RefState) -> BoxedStrategy<Op> {
-        let cap = state.model.capacity;
-        let len = len_strategy(cap);
-        let seed = any::<u8>();
-        prop_oneof![
-            8 => (len.clone(), seed).prop_map(|(len, seed)| Op::Push { len, seed }),
-            2 => (wrap_lengths(&state.model), seed)
-                .prop_map(|(len, seed)| Op::Wrap { len, seed }),
-            3 => (len.clone(), seed)
-                .prop_map(|(len, seed)| Op::ReserveCommit { len, seed }),
-            2 => len.clone().prop_map(|len| Op::ReserveAbort { len }),
-            3 => (proptest::collection::vec((len, seed), 0..6), any::<bool>())
-                .prop_map(|(messages, commit)| Op::BatchPush { messages, commit }),
-            5 => Just(Op::Pop),
-            3 => Just(Op::ReadRelease),
-            2 => Just(Op::ReadDrop),
-            2 => (0..=cap as usize / 2).prop_map(|buf_len| Op::PopInto { buf_len }),
-            3 => (0usize..6, any::<bool>()).prop_map(|(n, release)| Op::BatchPop { n, release }),
-            1 => Just(Op::Close),
-            1 => Just(Op::FreeBytes),
-            1 => Just(Op::UsedBytes),
-            1 => Just(Op::ReattachProducer),
-            1 => Just(Op::ReattachConsumer),
-        ]
-        .boxed()
+        sequential_strategy(&state.model)
     }
 
     fn apply(mut state: RefState, op: &Op) -> RefState {
-        state.expected = model_apply(&mut state.model, op);
+        state.expected = state.model.apply(op).expect("no write by the peer");
         state
     }
 }
@@ -257,163 +124,26 @@ impl ReferenceStateMachine for RingMachine {
 // The system under test: the shipped ring over an in-process segment
 // ---------------------------------------------------------------------------
 
-struct Ring {
-    buf: Arc<AlignedBuf>,
-    producer: Producer<HeapShared>,
-    consumer: Consumer<HeapShared>,
-}
-
-/// Asserts that `slice` lies inside the data region of `buf`.
-fn assert_in_data(buf: &AlignedBuf, slice: &[u8], capacity: u64) {
-    let data = buf.as_ptr() as usize + HEADER_SIZE;
-    let start = slice.as_ptr() as usize;
-    assert!(
-        slice.is_empty() || (start >= data && start + slice.len() <= data + capacity as usize),
-        "slice {start:#x}+{} outside data {data:#x}+{capacity}",
-        slice.len()
-    );
-}
-
-fn ring_apply(ring: &mut Ring, op: &Op, capacity: u64) -> Outcome {
-    let Ring {
-        buf,
-        producer,
-        consumer,
-    } = ring;
-    match op {
-        Op::Push { len, seed } | Op::Wrap { len, seed } => {
-            vec![unit(producer.push(&payload(*len, *seed)))]
-        }
-        Op::ReserveCommit { len, seed } => vec![unit(producer.reserve(*len).map(|mut grant| {
-            grant.copy_from_slice(&payload(*len, *seed));
-            grant.commit();
-        }))],
-        Op::ReserveAbort { len } => vec![unit(producer.reserve(*len).map(|mut grant| {
-            grant.fill(0xEE);
-        }))],
-        Op::BatchPush { messages, commit } => {
-            let mut batch = producer.batch();
-            let out: Outcome = messages
-                .iter()
-                .map(|&(len, seed)| unit(batch.push(&payload(len, seed))))
-                .collect();
-            assert_eq!(batch.len(), out.iter().filter(|r| r.is_ok()).count());
-            if *commit {
-                batch.commit();
-            }
-            out
-        }
-        Op::Pop => vec![consumer.pop()],
-        Op::ReadRelease => vec![consumer.read().map(|read| {
-            assert_in_data(buf, &read, capacity);
-            let bytes = read.to_vec();
-            read.release();
-            bytes
-        })],
-        Op::ReadDrop => vec![consumer.read().map(|read| {
-            assert_in_data(buf, &read, capacity);
-            read.to_vec()
-        })],
-        Op::PopInto { buf_len } => {
-            let mut out = vec![0u8; *buf_len];
-            vec![consumer.pop_into(&mut out).map(|n| out[..n].to_vec())]
-        }
-        Op::BatchPop { n, release } => {
-            let mut batch = consumer.read_batch();
-            let out: Outcome = (0..*n)
-                .map(|_| {
-                    batch.read().map(|s| {
-                        assert_in_data(buf, s, capacity);
-                        s.to_vec()
-                    })
-                })
-                .collect();
-            if *release {
-                batch.release();
-            }
-            out
-        }
-        Op::Close => vec![unit(producer.close())],
-        Op::FreeBytes => vec![producer.free_bytes().map(bytes_of)],
-        Op::UsedBytes => vec![consumer.used_bytes().map(bytes_of)],
-        Op::ReattachProducer => {
-            // Detach first (nothing of the old producer survives), then attach.
-            // SAFETY: the new producer replaces the old one at once, which is
-            // then dropped; one thread.
-            *producer = unsafe { heap::producer(buf) }.expect("re-attach producer");
-            vec![Ok(Vec::new())]
-        }
-        Op::ReattachConsumer => {
-            // SAFETY: as above, for the consumer.
-            *consumer = unsafe { heap::consumer(buf) }.expect("re-attach consumer");
-            vec![Ok(Vec::new())]
-        }
-    }
-}
-
 struct RingTest;
 
 impl StateMachineTest for RingTest {
-    type SystemUnderTest = Ring;
+    type SystemUnderTest = TestRing;
     type Reference = RingMachine;
 
-    fn init_test(state: &RefState) -> Ring {
-        let model = &state.model;
-        let mut buf = AlignedBuf::segment(model.capacity).expect("segment");
-        let bytes = buf.bytes_mut();
-        bytes[HEAD_OFFSET..HEAD_OFFSET + 8].copy_from_slice(&model.head.to_ne_bytes());
-        bytes[TAIL_OFFSET..TAIL_OFFSET + 8].copy_from_slice(&model.tail.to_ne_bytes());
-        let buf = Arc::new(buf);
-        // SAFETY: a fresh buffer; these are its first producer and consumer.
-        let producer = unsafe { heap::producer(&buf) }.expect("producer");
-        // SAFETY: as above.
-        let consumer = unsafe { heap::consumer(&buf) }.expect("consumer");
-        Ring {
-            buf,
-            producer,
-            consumer,
-        }
+    fn init_test(state: &RefState) -> TestRing {
+        TestRing::new(state.model.capacity, state.model.head)
     }
 
-    fn apply(mut ring: Ring, state: &RefState, op: Op) -> Ring {
-        let got = ring_apply(&mut ring, &op, state.model.capacity);
+    fn apply(mut ring: TestRing, state: &RefState, op: Op) -> TestRing {
+        let got = ring.apply(&op);
         assert_eq!(got, state.expected, "{op:?}");
         ring
     }
 
-    fn check_invariants(ring: &Ring, state: &RefState) {
-        let model = &state.model;
-        // SAFETY: the buffer is readable for its length while `ring` lives.
-        let checked = unsafe { ringproof::attach(ring.buf.as_ptr(), ring.buf.len()) }
-            .expect("header still validates");
-        assert_eq!(checked.capacity(), model.capacity);
-        // SAFETY: the view only loads the shared words; no side runs over it.
-        let shared = unsafe { heap::shared(&ring.buf) }.expect("shared view");
-        // Acquire: pairs with the consumer's Release store of `head` (same thread here).
-        assert_eq!(
-            shared.head().load(Ordering::Acquire),
-            model.head,
-            "head word"
-        );
-        // Acquire: pairs with the producer's Release store of `tail`.
-        assert_eq!(
-            shared.tail().load(Ordering::Acquire),
-            model.tail,
-            "tail word"
-        );
-        // Acquire: pairs with the Release store in `Producer::close`.
-        let closed = shared.closed().load(Ordering::Acquire) != 0;
-        assert_eq!(closed, model.closed, "closed word");
-        assert_eq!(ring.producer.position(), model.tail);
-        assert_eq!(ring.consumer.position(), model.head);
-        assert_eq!(ring.producer.is_closed(), model.closed);
-        assert_eq!(ring.producer.max_message(), model.max_message());
-        assert!(model.used() <= model.capacity);
-        assert_eq!(
-            model.used(),
-            model.queue.back().map_or(model.head, |m| m.end) - model.head,
-            "model: the last record ends at tail"
-        );
+    fn check_invariants(ring: &TestRing, state: &RefState) {
+        if let Err(e) = ring.check(&state.model) {
+            panic!("{e}");
+        }
     }
 }
 
@@ -449,11 +179,11 @@ fn producer_oracle(capacity: u64, ops: &[Op]) -> (Vec<Vec<u8>>, Vec<Outcome>) {
     let mut model = Model::new(capacity, 0);
     let mut stream = Vec::new();
     let mut results = Vec::new();
-    for op in ops.iter().filter(|op| op.is_producer()) {
+    for op in ops.iter().filter(|op| is_producer(op)) {
         model.queue.clear();
         model.head = model.tail;
         let before = model.tail;
-        let out = model_apply(&mut model, op);
+        let out = model.apply(op).expect("no write by the peer");
         if model.tail != before {
             stream.extend(model.queue.iter().map(|m| m.bytes.clone()));
         }
@@ -484,10 +214,10 @@ fn drained(name: &str) -> bool {
 /// child's re-attach then never finds the name removed).
 fn run_producer(name: &str, ops: &[Op], expected: &[Outcome]) -> ShmProducer {
     let mut producer = ShmProducer::new(name, 0, OpenMode::Open).expect("producer");
-    let ops: Vec<&Op> = ops.iter().filter(|op| op.is_producer()).collect();
+    let ops: Vec<&Op> = ops.iter().filter(|op| is_producer(op)).collect();
     for (op, want) in ops.iter().zip(expected) {
         let got: Outcome = match op {
-            Op::Push { len, seed } | Op::Wrap { len, seed } => {
+            Op::Push { len, seed } => {
                 let result = producer.push_blocking(&payload(*len, *seed), Some(PEER_TIMEOUT));
                 vec![match result {
                     Ok(()) => Ok(Vec::new()),
@@ -590,7 +320,7 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
             None => Err(format!("message {index} beyond the {} sent", stream.len())),
         }
     };
-    let consumer_ops = ops.iter().filter(|op| !op.is_producer());
+    let consumer_ops = ops.iter().filter(|op| !is_producer(op));
     let tail_pops = std::iter::repeat(&Op::Pop);
     for op in consumer_ops.chain(tail_pops) {
         if Instant::now() > deadline {
@@ -711,7 +441,7 @@ impl Drop for Child {
 
 fn two_process_case(capacity: u64, ops: &[Op]) {
     let (stream, producer_results) = producer_oracle(capacity, ops);
-    let name = Name::new("sm2");
+    let name = TempName::for_test("sm2");
     // Create the segment (and let go of the role) before forking, so the
     // child only opens, and no ring object is shared by both processes.
     drop(ShmConsumer::new(name.name(), capacity, OpenMode::Create).expect("create"));

@@ -77,6 +77,8 @@ pub mod wait;
 pub mod heap;
 #[cfg(feature = "shm")]
 pub mod shm;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use spsc::{Consumer, Corruption, Error, Producer};
 pub use validate::{AttachError, attach};

@@ -14,11 +14,11 @@ use ringproof::layout::{CLOSED_OFFSET, HEADER_SIZE, Header, PRODUCER_GEN_OFFSET,
 use ringproof::shm::{self, OpenMode, Role, Segment, ShmConsumer, ShmError, ShmProducer};
 use zerocopy::IntoBytes;
 
-mod common;
-use common::Name;
+use ringproof::shm::TempName;
+use ringproof::testing::scribble_segment;
 
 /// Creates the file by hand, owner-only, as a creator's `shm_open` does.
-fn create_file(name: &Name, mode: u32) -> std::fs::File {
+fn create_file(name: &TempName, mode: u32) -> std::fs::File {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -65,13 +65,13 @@ fn still_waiting<T>(rx: &mpsc::Receiver<T>) -> bool {
 
 #[test]
 fn opener_waits_for_a_creator_that_has_not_sized_or_published_the_segment() {
-    let name = Name::new("life-init");
+    let name = TempName::for_test("life-init");
     let capacity = 4096;
     // The creator: file created, role held, nothing else yet.
     let file = create_file(&name, 0o600);
     hold_byte(&file, shm::PRODUCER_LOCK_BYTE);
     let (tx, rx) = mpsc::channel();
-    let opener_name = name.0.clone();
+    let opener_name = name.name().to_string();
     let opener = std::thread::spawn(move || {
         let result = ShmConsumer::new(&opener_name, 0, OpenMode::Open).map(|_| ());
         tx.send(result.map_err(|e| e.to_string())).unwrap();
@@ -114,18 +114,21 @@ fn opener_waits_for_a_creator_that_has_not_sized_or_published_the_segment() {
 
 #[test]
 fn uninitialised_segment_whose_creator_died_is_an_error_after_a_short_wait() {
-    let name = Name::new("life-orphan");
+    let name = TempName::for_test("life-orphan");
     drop(create_file(&name, 0o600)); // nobody holds a role
-    let err = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap_err();
+    let err = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::NeverInitialised(_)), "{err}");
     assert!(err.to_string().contains("clean --name"), "{err}");
     // `clean` takes it away: no role is held.
-    assert_eq!(shm::remove_stale(&name.0).unwrap(), shm::Removal::Removed);
+    assert_eq!(
+        shm::remove_stale(name.name()).unwrap(),
+        shm::Removal::Removed
+    );
     assert!(!name.exists());
 }
 
 /// A whole, valid segment written by hand with `mode`.
-fn hand_made_segment(name: &Name, mode: u32, allocate: bool) {
+fn hand_made_segment(name: &TempName, mode: u32, allocate: bool) {
     let capacity = 4096;
     let file = create_file(name, mode);
     file.set_len(segment_size(capacity)).unwrap();
@@ -140,26 +143,26 @@ fn hand_made_segment(name: &Name, mode: u32, allocate: bool) {
 #[test]
 fn a_hand_made_owner_only_segment_is_accepted() {
     // The control for the refusals below: the same file, mode 0600, allocated.
-    let name = Name::new("life-handmade");
+    let name = TempName::for_test("life-handmade");
     hand_made_segment(&name, 0o600, true);
-    let mut p = ShmProducer::new(&name.0, 0, OpenMode::Open).unwrap();
+    let mut p = ShmProducer::new(name.name(), 0, OpenMode::Open).unwrap();
     p.push(b"ok").unwrap();
 }
 
 #[test]
 fn segment_that_lets_other_users_in_is_refused() {
-    let name = Name::new("life-mode");
+    let name = TempName::for_test("life-mode");
     hand_made_segment(&name, 0o666, true);
     for err in [
-        ShmProducer::new(&name.0, 0, OpenMode::Open).unwrap_err(),
-        ShmProducer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap_err(),
-        ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap_err(),
+        ShmProducer::new(name.name(), 0, OpenMode::Open).unwrap_err(),
+        ShmProducer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap_err(),
+        ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap_err(),
     ] {
         assert!(matches!(err, ShmError::Untrusted { .. }), "{err}");
         assert!(err.to_string().contains("0666"), "{err}");
     }
     assert!(matches!(
-        Segment::inspect(&name.0).unwrap_err(),
+        Segment::inspect(name.name()).unwrap_err(),
         ShmError::Untrusted { .. }
     ));
 }
@@ -170,40 +173,40 @@ fn segment_owned_by_another_user_is_refused() {
         eprintln!("skipped: only root can give a file to another user here");
         return;
     }
-    let name = Name::new("life-squat");
+    let name = TempName::for_test("life-squat");
     hand_made_segment(&name, 0o600, true);
     std::os::unix::fs::chown(name.path(), Some(65534), Some(65534)).unwrap();
-    let err = ShmProducer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap_err();
+    let err = ShmProducer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap_err();
     assert!(matches!(err, ShmError::Untrusted { .. }), "{err}");
     assert!(err.to_string().contains("uid 65534"), "{err}");
 }
 
 #[test]
 fn segment_with_holes_is_refused_before_its_data_is_touched() {
-    let name = Name::new("life-sparse");
+    let name = TempName::for_test("life-sparse");
     hand_made_segment(&name, 0o600, false);
-    let err = ShmProducer::new(&name.0, 0, OpenMode::Open).unwrap_err();
+    let err = ShmProducer::new(name.name(), 0, OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::NotPreallocated { .. }), "{err}");
 }
 
 #[test]
 fn fifo_symlink_and_directory_at_the_name_say_what_they_are() {
-    let fifo = Name::new("life-fifo");
-    nix::unistd::mkfifo(fifo.path().as_str(), nix::sys::stat::Mode::S_IRWXU).unwrap();
-    let link = Name::new("life-link");
+    let fifo = TempName::for_test("life-fifo");
+    nix::unistd::mkfifo(&fifo.path(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let link = TempName::for_test("life-link");
     std::os::unix::fs::symlink("/dev/null", link.path()).unwrap();
-    let dir = Name::new("life-dir");
+    let dir = TempName::for_test("life-dir");
     std::fs::create_dir(dir.path()).unwrap();
     for (name, what) in [
         (&fifo, "a FIFO"),
         (&link, "a symbolic link"),
         (&dir, "a directory"),
     ] {
-        let err = ShmConsumer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap_err();
+        let err = ShmConsumer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap_err();
         assert!(
             matches!(err, ShmError::NotASegment { what: w, .. } if w == what),
             "{}: {err}",
-            name.0
+            name.name()
         );
     }
     // `scan` lists them as skipped, opening none (a FIFO would block it).
@@ -212,9 +215,9 @@ fn fifo_symlink_and_directory_at_the_name_say_what_they_are() {
         assert!(
             entries
                 .iter()
-                .any(|e| matches!(e, shm::Entry::Skipped { name: n, .. } if *n == name.0)),
+                .any(|e| matches!(e, shm::Entry::Skipped { name: n, .. } if *n == name.name())),
             "{} not listed as skipped",
-            name.0
+            name.name()
         );
     }
     let _ = std::fs::remove_dir(dir.path());
@@ -226,10 +229,10 @@ fn two_sides_leaving_at_once_never_remove_a_newer_segment() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
-    let name = Name::new("life-leave");
+    let name = TempName::for_test("life-leave");
     for run in 0..runs {
-        let mut p = ShmProducer::new(&name.0, 4096, OpenMode::Create).unwrap();
-        let mut c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
+        let mut p = ShmProducer::new(name.name(), 4096, OpenMode::Create).unwrap();
+        let mut c = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap();
         p.push(b"last").unwrap();
         p.close().unwrap();
         assert_eq!(c.pop().unwrap(), b"last");
@@ -248,7 +251,7 @@ fn two_sides_leaving_at_once_never_remove_a_newer_segment() {
             let newcomer = s.spawn(|| {
                 barrier.wait();
                 loop {
-                    match ShmProducer::new(&name.0, 4096, OpenMode::Create) {
+                    match ShmProducer::new(name.name(), 4096, OpenMode::Create) {
                         Ok(p) => return p,
                         Err(ShmError::AlreadyExists(_)) => std::thread::yield_now(),
                         Err(e) => panic!("run {run}: {e}"),
@@ -258,7 +261,7 @@ fn two_sides_leaving_at_once_never_remove_a_newer_segment() {
             newcomer.join().unwrap()
         });
         // The newcomer's segment still has the name: nobody removed it.
-        let info = Segment::inspect(&name.0).unwrap();
+        let info = Segment::inspect(name.name()).unwrap();
         assert!(
             info.producer_held,
             "run {run}: the name lost its newer segment"
@@ -268,37 +271,37 @@ fn two_sides_leaving_at_once_never_remove_a_newer_segment() {
             "run {run}: not the newcomer's segment"
         );
         drop(newcomer);
-        shm::unlink(&name.0).unwrap();
+        shm::unlink(name.name()).unwrap();
     }
 }
 
 #[test]
 fn a_side_leaving_last_never_removes_a_newer_segment_that_took_the_name() {
-    let name = Name::new("life-newer");
-    let mut p = ShmProducer::new(&name.0, 4096, OpenMode::Create).unwrap();
-    let mut c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
+    let name = TempName::for_test("life-newer");
+    let mut p = ShmProducer::new(name.name(), 4096, OpenMode::Create).unwrap();
+    let mut c = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap();
     p.push(b"last").unwrap();
     p.close().unwrap();
     assert_eq!(c.pop().unwrap(), b"last");
     drop(c); // the producer still holds its role: the name stays
     assert!(name.exists());
     // The name is removed by hand (`clean --force`) and created anew.
-    shm::unlink(&name.0).unwrap();
-    let newer = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap();
+    shm::unlink(name.name()).unwrap();
+    let newer = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap();
     // The producer leaves last a closed, drained stream whose consumer came:
     // it would remove its name, but the name is the newer segment's now.
     drop(p);
-    let info = Segment::inspect(&name.0).unwrap();
+    let info = Segment::inspect(name.name()).unwrap();
     assert!(info.consumer_held && info.producer_gen == 0);
     drop(newer);
 }
 
 #[test]
 fn stale_clean_never_removes_a_segment_whose_role_is_held() {
-    let name = Name::new("life-clean");
-    let c = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap();
+    let name = TempName::for_test("life-clean");
+    let c = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap();
     assert_eq!(
-        shm::remove_stale(&name.0).unwrap(),
+        shm::remove_stale(name.name()).unwrap(),
         shm::Removal::InUse {
             producer_held: false,
             consumer_held: true
@@ -307,28 +310,21 @@ fn stale_clean_never_removes_a_segment_whose_role_is_held() {
     assert!(name.exists());
     drop(c);
     // Left by a consumer whose producer never came: stale, and removed.
-    assert_eq!(shm::remove_stale(&name.0).unwrap(), shm::Removal::Removed);
+    assert_eq!(
+        shm::remove_stale(name.name()).unwrap(),
+        shm::Removal::Removed
+    );
     assert!(!name.exists());
-}
-
-/// Writes `value` at `offset` of the segment, as a hostile peer would.
-fn scribble(name: &Name, offset: u64, value: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .unwrap();
-    file.write_all_at(value, offset).unwrap();
 }
 
 #[test]
 fn closed_set_by_another_process_ends_a_producer_waiting_for_room() {
-    let name = Name::new("life-closed");
-    let mut p = ShmProducer::new(&name.0, 64, OpenMode::Create).unwrap();
+    let name = TempName::for_test("life-closed");
+    let mut p = ShmProducer::new(name.name(), 64, OpenMode::Create).unwrap();
     let max = p.max_message();
     while p.push(&vec![7; max]).is_ok() {}
     // No consumer: the ring stays full. A hostile peer marks it closed.
-    scribble(&name, CLOSED_OFFSET as u64, &1u32.to_ne_bytes());
+    scribble_segment(&name, CLOSED_OFFSET, &1u32.to_ne_bytes());
     let err = p.push_blocking(&vec![8; max], None).unwrap_err();
     assert!(
         matches!(err, ShmError::Ring(ringproof::Error::Closed)),
@@ -338,13 +334,13 @@ fn closed_set_by_another_process_ends_a_producer_waiting_for_room() {
 
 #[test]
 fn producer_seen_once_is_seen_gone_after_its_generation_is_zeroed() {
-    let name = Name::new("life-gen");
-    let c = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap();
+    let name = TempName::for_test("life-gen");
+    let c = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap();
     assert!(!c.producer_gone().unwrap(), "no producer came yet");
-    let p = ShmProducer::new(&name.0, 0, OpenMode::Open).unwrap();
+    let p = ShmProducer::new(name.name(), 0, OpenMode::Open).unwrap();
     assert!(!c.producer_gone().unwrap(), "the producer is alive");
     // A hostile peer zeroes the producer's generation; then it dies.
-    scribble(&name, PRODUCER_GEN_OFFSET as u64, &0u32.to_ne_bytes());
+    scribble_segment(&name, PRODUCER_GEN_OFFSET, &0u32.to_ne_bytes());
     drop(p);
     assert!(c.producer_gone().unwrap());
     let mut c = c;

@@ -5,31 +5,30 @@ use std::time::Duration;
 use ringproof::Error;
 use ringproof::shm::{self, OpenMode, Role, Segment, ShmConsumer, ShmError, ShmProducer};
 
-mod common;
-use common::Name;
+use ringproof::shm::TempName;
 
 #[test]
 fn producer_and_consumer_meet_through_a_name() {
-    let name = Name::new("meet");
-    let mut p = ShmProducer::new(&name.0, 4096, OpenMode::Create).unwrap();
-    let mut c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
+    let name = TempName::for_test("meet");
+    let mut p = ShmProducer::new(name.name(), 4096, OpenMode::Create).unwrap();
+    let mut c = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap();
     p.push(b"across").unwrap();
     assert_eq!(c.pop().unwrap(), b"across");
-    let meta = std::fs::metadata(format!("/dev/shm{}", name.0)).unwrap();
+    let meta = std::fs::metadata(format!("/dev/shm{}", name.name())).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 }
 
 #[test]
 fn second_producer_gets_role_taken_and_dead_role_is_free() {
-    let name = Name::new("role");
-    let p = ShmProducer::new(&name.0, 4096, OpenMode::Create).unwrap();
-    let err = ShmProducer::new(&name.0, 4096, OpenMode::Open).unwrap_err();
+    let name = TempName::for_test("role");
+    let p = ShmProducer::new(name.name(), 4096, OpenMode::Create).unwrap();
+    let err = ShmProducer::new(name.name(), 4096, OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::RoleTaken(Role::Producer)), "{err}");
-    let c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
+    let c = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap();
     drop(p);
-    let p2 = ShmProducer::new(&name.0, 4096, OpenMode::Open).unwrap();
-    let info = Segment::inspect(&name.0).unwrap();
+    let p2 = ShmProducer::new(name.name(), 4096, OpenMode::Open).unwrap();
+    let info = Segment::inspect(name.name()).unwrap();
     assert_eq!(info.producer_gen, 2);
     assert_eq!(info.consumer_gen, 1);
     assert!(info.producer_held && info.consumer_held);
@@ -38,12 +37,12 @@ fn second_producer_gets_role_taken_and_dead_role_is_free() {
 
 #[test]
 fn create_is_exclusive_and_open_needs_a_segment() {
-    let name = Name::new("excl");
-    let _p = ShmProducer::new(&name.0, 4096, OpenMode::Create).unwrap();
-    let err = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap_err();
+    let name = TempName::for_test("excl");
+    let _p = ShmProducer::new(name.name(), 4096, OpenMode::Create).unwrap();
+    let err = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap_err();
     assert!(matches!(err, ShmError::AlreadyExists(_)), "{err}");
-    let missing = Name::new("missing");
-    let err = ShmConsumer::new(&missing.0, 0, OpenMode::Open).unwrap_err();
+    let missing = TempName::for_test("missing");
+    let err = ShmConsumer::new(missing.name(), 0, OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::NotFound(_)), "{err}");
 }
 
@@ -62,21 +61,21 @@ fn names_are_validated() {
 
 #[test]
 fn bad_capacity_is_refused() {
-    let name = Name::new("cap");
-    let err = ShmProducer::new(&name.0, 1000, OpenMode::Create).unwrap_err();
+    let name = TempName::for_test("cap");
+    let err = ShmProducer::new(name.name(), 1000, OpenMode::Create).unwrap_err();
     assert!(matches!(err, ShmError::InvalidCapacity(1000)), "{err}");
     assert!(!name.exists());
 }
 
 #[test]
 fn closed_and_drained_segment_is_removed_by_the_last_to_leave() {
-    let name = Name::new("unlink");
-    let mut p = ShmProducer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
+    let name = TempName::for_test("unlink");
+    let mut p = ShmProducer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap();
     p.push(b"x").unwrap();
     p.close().unwrap();
     drop(p);
     assert!(name.exists(), "unread messages keep the segment");
-    let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
+    let mut c = ShmConsumer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap();
     assert_eq!(c.pop().unwrap(), b"x");
     assert_eq!(c.pop().unwrap_err(), Error::Closed);
     drop(c);
@@ -85,9 +84,9 @@ fn closed_and_drained_segment_is_removed_by_the_last_to_leave() {
 
 #[test]
 fn consumer_sees_producer_death_after_draining() {
-    let name = Name::new("death");
-    let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap();
-    let mut p = ShmProducer::new(&name.0, 4096, OpenMode::Open).unwrap();
+    let name = TempName::for_test("death");
+    let mut c = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap();
+    let mut p = ShmProducer::new(name.name(), 4096, OpenMode::Open).unwrap();
     p.push(b"committed").unwrap();
     drop(p); // leaves without closing, like a crash
     let read = c.read_blocking(Some(Duration::from_secs(5))).unwrap();
@@ -99,8 +98,8 @@ fn consumer_sees_producer_death_after_draining() {
 
 #[test]
 fn blocking_read_times_out_without_a_producer() {
-    let name = Name::new("timeout");
-    let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::Create).unwrap();
+    let name = TempName::for_test("timeout");
+    let mut c = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap();
     let err = c
         .read_blocking(Some(Duration::from_millis(100)))
         .unwrap_err();
@@ -109,22 +108,22 @@ fn blocking_read_times_out_without_a_producer() {
 
 #[test]
 fn inspect_reports_header_and_roles() {
-    let name = Name::new("inspect");
-    let mut p = ShmProducer::new(&name.0, 8192, OpenMode::Create).unwrap();
+    let name = TempName::for_test("inspect");
+    let mut p = ShmProducer::new(name.name(), 8192, OpenMode::Create).unwrap();
     p.push(&[0; 10]).unwrap();
-    let info = Segment::inspect(&name.0).unwrap();
+    let info = Segment::inspect(name.name()).unwrap();
     assert_eq!(info.capacity, 8192);
     assert_eq!(info.used, 24);
     assert!(info.producer_held && !info.consumer_held && !info.stale());
     assert!(info.error.is_none());
-    assert!(shm::list().unwrap().contains(&name.0));
+    assert!(shm::list().unwrap().iter().any(|n| n == name.name()));
 }
 
 #[test]
 fn blocking_push_and_read_cross_threads() {
-    let name = Name::new("block");
-    let mut p = ShmProducer::new(&name.0, 256, OpenMode::Create).unwrap();
-    let mut c = ShmConsumer::new(&name.0, 0, OpenMode::Open).unwrap();
+    let name = TempName::for_test("block");
+    let mut p = ShmProducer::new(name.name(), 256, OpenMode::Create).unwrap();
+    let mut c = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap();
     let t = std::thread::spawn(move || {
         for i in 0..10_000u32 {
             p.push_blocking(&i.to_le_bytes(), Some(Duration::from_secs(10)))
@@ -150,12 +149,12 @@ fn blocking_push_and_read_cross_threads() {
 
 #[test]
 fn late_consumer_finds_the_end_of_an_empty_closed_stream() {
-    let name = Name::new("late");
-    let mut p = ShmProducer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
+    let name = TempName::for_test("late");
+    let mut p = ShmProducer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap();
     p.close().unwrap();
     drop(p);
     assert!(name.exists(), "no consumer came yet: the segment stays");
-    let mut c = ShmConsumer::new(&name.0, 4096, OpenMode::CreateOrOpen).unwrap();
+    let mut c = ShmConsumer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap();
     assert_eq!(c.pop().unwrap_err(), Error::Closed);
     drop(c);
     assert!(!name.exists());
@@ -171,8 +170,8 @@ fn a_ring_larger_than_dev_shm_is_no_space_not_sigbus() {
         eprintln!("skipped: /dev/shm holds {total} bytes, more than {capacity}");
         return;
     }
-    let name = Name::new("nospace");
-    let err = ShmProducer::new(&name.0, capacity, OpenMode::Create).unwrap_err();
+    let name = TempName::for_test("nospace");
+    let err = ShmProducer::new(name.name(), capacity, OpenMode::Create).unwrap_err();
     assert!(matches!(err, ShmError::NoSpace { .. }), "{err}");
     assert!(err.to_string().contains("--shm-size"), "hint: {err}");
     assert!(!name.exists(), "a failed create removes its name");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ringproof::heap::{self, AlignedBuf, HeapError};
 use ringproof::layout::{HEAD_OFFSET, HEADER_SIZE, RECORD_PADDING, TAIL_OFFSET, max_message};
 use ringproof::spsc::MAX_POSITION;
+use ringproof::testing::scribble;
 use ringproof::{Corruption, Error};
 
 #[test]
@@ -210,13 +211,6 @@ fn state_survives_detach_and_reattach() {
     }
     assert_eq!(c.pop().unwrap(), vec![9; 7]);
     assert_eq!(c.pop().unwrap_err(), Error::Empty);
-}
-
-/// Writes `value` at byte `offset` of the segment, as a hostile peer would.
-fn scribble(buf: &AlignedBuf, offset: usize, value: &[u8]) {
-    // SAFETY: callers pass offsets inside the segment; a racing write to a
-    // shared word is exactly what a hostile peer does, and no thread runs here.
-    unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), buf.as_ptr().add(offset), value.len()) };
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ringproof::shm::Segment;
-use ringproof_harness::testing::TestName;
+use ringproof::testing::TempName;
 
 /// A count from the environment, or `default`.
 pub fn env_count(var: &str, default: u64) -> u64 {
@@ -115,12 +115,12 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// Whether a live process holds the producer role of `name`.
-pub fn producer_held(name: &TestName) -> bool {
+pub fn producer_held(name: &TempName) -> bool {
     Segment::inspect(name.name()).is_ok_and(|i| i.producer_held)
 }
 
 /// Whether a live process holds the consumer role of `name`.
-pub fn consumer_held(name: &TestName) -> bool {
+pub fn consumer_held(name: &TempName) -> bool {
     Segment::inspect(name.name()).is_ok_and(|i| i.consumer_held)
 }
 

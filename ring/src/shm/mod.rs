@@ -16,6 +16,7 @@
 //!   a [`Namespace`] of file and lock operations; [`Posix`] is the one that
 //!   ships, the models crate runs the same functions over an in-memory one.
 //! - [`endpoint`]: the two sides: taking a role, blocking calls, leaving.
+//! - [`temp_name`]: a unique name removed when it goes out of scope.
 //!
 //! The lifecycle rules (who waits for whom, who removes the name and when)
 //! are written in `docs/LAYOUT.md` for peers in other languages.
@@ -32,11 +33,13 @@ pub mod endpoint;
 pub mod lease;
 pub mod lifecycle;
 pub mod segment;
+pub mod temp_name;
 
 pub use endpoint::{Claim, OpenMode, ShmConsumer, ShmProducer, claim};
 pub use lease::{CONSUMER_LOCK_BYTE, Lease, NAME_LOCK_BYTE, PRODUCER_LOCK_BYTE};
 pub use lifecycle::{Namespace, Removal};
 pub use segment::{Entry, Inspection, Posix, Segment, list, remove_stale, scan, unlink};
+pub use temp_name::TempName;
 
 /// A side of the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

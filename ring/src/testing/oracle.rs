@@ -1,10 +1,9 @@
 //! The reference model of a ring: a `VecDeque` of messages plus the byte
 //! accounting that decides `Full`, `TooLarge` and wrap padding, written from
-//! the rules in `ring/src/spsc/` (`Producer::claim`, `Consumer::find`).
+//! the rules of the protocol (`Producer::claim`, `Consumer::find`), not from
+//! its code. [`Model::apply`] answers an [`Op`] as the ring must.
 //!
-//! Shared by the property tests (`tests/state_machine.rs`) and the `ops` fuzz
-//! target (`fuzz/fuzz_targets/ops.rs` includes this file by path), so that one
-//! model is checked by both.
+//! It may not touch a segment: it only models one.
 //!
 //! Byte rules modelled:
 //! - a record is an 8-byte header plus the payload rounded up to 8 bytes;
@@ -14,13 +13,15 @@
 //!   region is preceded by a padding record filling that space;
 //! - a claim ending past `MAX_POSITION` poisons the producer (`Corrupted(Tail)`);
 //! - a claim is `Full` when its end minus the released `head` exceeds the capacity.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
+use std::vec;
+use std::vec::Vec;
 
-use ringproof::layout::{max_message, record_size};
-use ringproof::spsc::MAX_POSITION;
-use ringproof::{Corruption, Error};
+use super::op::{Op, Outcome};
+use crate::layout::{max_message, record_size};
+use crate::spsc::MAX_POSITION;
+use crate::{Corruption, Error};
 
 /// A committed message and the position just past its record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,10 +31,6 @@ pub struct Message {
     /// Position after the record (and the padding before it, if any).
     pub end: u64,
 }
-
-/// What one operation returned: one entry per ring call (a batch makes several).
-/// Pushes give `Ok(vec![])`, reads give `Ok(payload)`.
-pub type Outcome = Vec<Result<Vec<u8>, Error>>;
 
 /// The reference ring.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,14 +47,6 @@ pub struct Model {
     pub closed: bool,
     /// Set once the producer returned `Corrupted`; cleared by a new producer.
     pub producer_poisoned: Option<Corruption>,
-}
-
-/// The payload a test pushes for `(len, seed)`: position-dependent bytes, so
-/// that a message delivered out of place or truncated differs.
-pub fn payload(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ ((i >> 8) as u8))
-        .collect()
 }
 
 impl Model {
@@ -238,4 +227,46 @@ impl Model {
         }
         out
     }
+
+    /// Runs `op` on the model and returns what the ring must return, or
+    /// `None` for a write by the peer (which the model cannot follow).
+    pub fn apply(&mut self, op: &Op) -> Option<Outcome> {
+        let unit = |r: Result<(), Error>| r.map(|()| Vec::new());
+        Some(match op {
+            Op::Push { len, seed } | Op::ReserveCommit { len, seed } => {
+                vec![unit(self.push(payload(*len, *seed)))]
+            }
+            Op::ReserveAbort { len } => vec![unit(self.reserve_abort(*len))],
+            Op::BatchPush { messages, commit } => {
+                let messages: Vec<Vec<u8>> = messages.iter().map(|&(l, s)| payload(l, s)).collect();
+                self.batch_push(&messages, *commit)
+            }
+            Op::Pop | Op::ReadRelease => vec![self.pop()],
+            Op::ReadDrop => vec![self.peek(0).map(|m| m.bytes.clone())],
+            Op::PopInto { buf_len } => vec![self.pop_into(*buf_len)],
+            Op::BatchPop { n, release } => self.read_batch(*n, *release),
+            Op::Close => vec![unit(self.close())],
+            Op::FreeBytes => vec![self.free_bytes().map(bytes_of)],
+            Op::UsedBytes => vec![Ok(bytes_of(self.used()))],
+            Op::ReattachProducer => {
+                self.reattach_producer();
+                vec![Ok(Vec::new())]
+            }
+            Op::ReattachConsumer => vec![Ok(Vec::new())],
+            Op::Scribble { .. } | Op::SetWord { .. } | Op::NudgeWord { .. } => return None,
+        })
+    }
+}
+
+/// The payload a test pushes for `(len, seed)`: position-dependent bytes, so
+/// that a message delivered out of place or truncated differs.
+pub fn payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ ((i >> 8) as u8))
+        .collect()
+}
+
+/// How a byte count (`free_bytes`, `used_bytes`) appears in an [`Outcome`].
+pub fn bytes_of(n: u64) -> Vec<u8> {
+    n.to_le_bytes().to_vec()
 }
