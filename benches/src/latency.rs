@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use ringproof::Error;
 use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer};
 use ringproof::spsc::{Consumer, Producer};
 use ringproof::sync::Shared;
+use ringproof::{PopIntoError, PushError};
 
 use crate::process::{ControlPage, PinGuard, STALL, cpu_pair, spawn};
 use crate::{BenchError, Latency, PARK, Unlink, unique_name};
@@ -67,19 +67,33 @@ pub fn ring(cfg: &PingPong) -> Result<Latency, BenchError> {
     }
     let ping_name = unique_name("ping");
     let pong_name = unique_name("pong");
-    let mut ping = ShmProducer::new(&ping_name, cfg.ring_size, OpenMode::Create)?;
+    let mut ping = ShmProducer::new(
+        &ping_name,
+        OpenMode::Create {
+            capacity: cfg.ring_size,
+        },
+    )?;
     let _unlink_ping = Unlink(ping_name.clone());
-    let mut pong = ShmConsumer::new(&pong_name, cfg.ring_size, OpenMode::Create)?;
+    let mut pong = ShmConsumer::new(
+        &pong_name,
+        OpenMode::Create {
+            capacity: cfg.ring_size,
+        },
+    )?;
     let _unlink_pong = Unlink(pong_name.clone());
     let (our_cpu, peer_cpu) = cpus(cfg.pin);
     let child = spawn(peer_cpu, || {
-        let mut ping = ShmConsumer::new(&ping_name, cfg.ring_size, OpenMode::Open)?;
-        let mut pong = ShmProducer::new(&pong_name, cfg.ring_size, OpenMode::Open)?;
-        echo(&mut ping, &mut pong, cfg.message_size)
+        let mut ping = ShmConsumer::new(&ping_name, OpenMode::Open)?;
+        let mut pong = ShmProducer::new(&pong_name, OpenMode::Open)?;
+        echo(
+            ping.as_consumer_mut(),
+            pong.as_producer_mut(),
+            cfg.message_size,
+        )
     })?;
     let result = {
         let _pin = PinGuard::pin(our_cpu)?;
-        bounce(&mut ping, &mut pong, cfg)
+        bounce(ping.as_producer_mut(), pong.as_consumer_mut(), cfg)
     };
     // Closing the ping ring ends the echo loop (also after a failure).
     let closed = ping.close();
@@ -97,10 +111,10 @@ fn echo<P: Shared, Q: Shared>(
     loop {
         match ping.pop_into(&mut buf) {
             Ok(got) => push(pong, &buf[..got])?,
-            Err(Error::Empty) => {
+            Err(PopIntoError::Empty) => {
                 ping.wait_readable(Some(PARK))?;
             }
-            Err(Error::Closed) => return Ok(pong.close()?),
+            Err(PopIntoError::Closed) => return Ok(pong.close()?),
             Err(e) => return Err(e.into()),
         }
     }
@@ -110,7 +124,7 @@ fn push<S: Shared>(producer: &mut Producer<S>, message: &[u8]) -> Result<(), Ben
     loop {
         match producer.push(message) {
             Ok(()) => return Ok(()),
-            Err(Error::Full) => {
+            Err(PushError::Full) => {
                 producer.wait_writable(message.len(), Some(PARK))?;
             }
             Err(e) => return Err(e.into()),
@@ -136,7 +150,7 @@ fn bounce<P: Shared, Q: Shared>(
                     crate::check(&buf[..got], cfg.message_size, round)?;
                     break;
                 }
-                Err(Error::Empty) => {
+                Err(PopIntoError::Empty) => {
                     if !pong.wait_readable(Some(PARK))? && start.elapsed() > STALL {
                         return Err(BenchError::Stalled);
                     }

@@ -41,6 +41,7 @@ use ringproof::layout::{
 use ringproof::shm::{OpenMode, Segment, ShmConsumer, ShmError, ShmProducer};
 use ringproof::validate::AttachError;
 use ringproof::{Consumer, Corruption, Error, Producer};
+use ringproof::{PushError, ReadError};
 
 /// Every test in this file holds this lock, so that the forking test forks
 /// while no other test thread runs.
@@ -252,14 +253,14 @@ fn rewritten_closed_flag_is_end_of_stream_after_the_committed_messages() {
     // The flag is a plain boolean: any non-zero value means closed; messages
     // already committed are still delivered, then `Closed`.
     assert_eq!(c.pop(), Ok(b"kept".to_vec()));
-    assert_eq!(c.pop(), Err(Error::Closed));
+    assert_eq!(c.pop(), Err(ReadError::Closed));
     // This producer did not close; it keeps pushing, and the consumer sees them.
     p.push(b"more").unwrap();
     assert_eq!(c.pop(), Ok(b"more".to_vec()));
     // A new producer finds the ring closed.
     // SAFETY: `p` is not used again; one thread.
     let mut p2 = unsafe { heap::producer(&buf) }.unwrap();
-    assert_eq!(p2.push(b"x"), Err(Error::Closed));
+    assert_eq!(p2.push(b"x"), Err(PushError::Closed));
 }
 
 #[test]
@@ -597,7 +598,7 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
     let _serial = serial();
     let name = Name::new("trunc");
     let capacity = 16384u64;
-    let mut producer = ShmProducer::new(name.name(), capacity, OpenMode::Create).unwrap();
+    let mut producer = ShmProducer::new(name.name(), OpenMode::Create { capacity }).unwrap();
     // 1000-byte payloads, 1008-byte records from data offset 0: records 0..2
     // end below file offset 4096 (384 + 3 * 1008 = 3408), record 3 crosses it.
     for i in 0..4u8 {
@@ -615,7 +616,7 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
             let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
             let mut ready = std::fs::File::from(ready_tx);
             let code = (|| {
-                let mut consumer = ShmConsumer::new(name.name(), 0, OpenMode::Open).ok()?;
+                let mut consumer = ShmConsumer::new(name.name(), OpenMode::Open).ok()?;
                 ready.write_all(b"r").ok()?;
                 let mut go = [0u8; 1];
                 std::fs::File::from(go_rx).read_exact(&mut go).ok()?;
@@ -664,7 +665,7 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
             };
             let err = Segment::open(name.name()).unwrap_err();
             assert!(matches!(err, ShmError::Attach(e) if e == expected), "{err}");
-            let err = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap_err();
+            let err = ShmConsumer::new(name.name(), OpenMode::Open).unwrap_err();
             assert!(matches!(err, ShmError::Attach(e) if e == expected), "{err}");
             let info = Segment::inspect(name.name()).unwrap();
             assert_eq!(info.file_size, 4096);

@@ -37,6 +37,7 @@ use ringproof::spsc::MAX_POSITION;
 use ringproof::spsc::Words;
 use ringproof::sync::{Ordering, Shared};
 use ringproof::{Consumer, Error, Producer};
+use ringproof::{PopIntoError, PushError, ReadError};
 
 // ---------------------------------------------------------------------------
 // Test plumbing
@@ -483,7 +484,7 @@ fn drained(name: &str) -> bool {
 /// producer, so that the role stays held until the child is done (the
 /// child's re-attach then never finds the name removed).
 fn run_producer(name: &str, ops: &[Op], expected: &[Outcome]) -> ShmProducer {
-    let mut producer = ShmProducer::new(name, 0, OpenMode::Open).expect("producer");
+    let mut producer = ShmProducer::new(name, OpenMode::Open).expect("producer");
     let ops: Vec<&Op> = ops.iter().filter(|op| op.is_producer()).collect();
     for (op, want) in ops.iter().zip(expected) {
         let got: Outcome = match op {
@@ -514,10 +515,10 @@ fn run_producer(name: &str, ops: &[Op], expected: &[Outcome]) -> ShmProducer {
                         match batch.push(&message) {
                             // Final once the consumer has released everything:
                             // the batch itself does not fit the ring.
-                            Err(Error::Full) if !drained(name) && Instant::now() < deadline => {
+                            Err(PushError::Full) if !drained(name) && Instant::now() < deadline => {
                                 std::thread::yield_now();
                             }
-                            Err(Error::Full) => break batch.push(&message),
+                            Err(PushError::Full) => break batch.push(&message),
                             other => break other,
                         }
                     };
@@ -541,7 +542,7 @@ fn run_producer(name: &str, ops: &[Op], expected: &[Outcome]) -> ShmProducer {
                 // `Closed`); keep this one so that the role stays held.
                 if !producer.is_closed() {
                     drop(producer);
-                    producer = ShmProducer::new(name, 0, OpenMode::Open).expect("re-attach");
+                    producer = ShmProducer::new(name, OpenMode::Open).expect("re-attach");
                 }
                 vec![Ok(Vec::new())]
             }
@@ -576,7 +577,7 @@ fn digest<'a>(messages: impl IntoIterator<Item = &'a [u8]>) -> (u64, u64) {
 /// `Empty`), then pops to the end of the stream, checking every message
 /// against `stream`. Returns what it received.
 fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
-    let mut consumer = ShmConsumer::new(name, 0, OpenMode::Open).map_err(|e| e.to_string())?;
+    let mut consumer = ShmConsumer::new(name, OpenMode::Open).map_err(|e| e.to_string())?;
     let mut received: Vec<Vec<u8>> = Vec::new();
     let deadline = Instant::now() + PEER_TIMEOUT;
     let check = |index: usize, got: &[u8]| -> Result<(), String> {
@@ -634,7 +635,7 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
                         received.push(buf[..n].to_vec());
                         Ok(())
                     }
-                    Err(Error::BufferTooSmall { needed }) => {
+                    Err(PopIntoError::BufferTooSmall { needed }) => {
                         if stream.get(next).map(Vec::len) != Some(needed) {
                             return Err(format!("pop_into: needed {needed}"));
                         }
@@ -655,7 +656,7 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
                         }
                         // End of stream after the messages of this batch: the
                         // tail pops see `Closed` once they are released.
-                        Err(Error::Empty | Error::Closed) => break,
+                        Err(ReadError::Empty | ReadError::Closed) => break,
                         Err(e) => {
                             end = Err(e);
                             break;
@@ -676,7 +677,7 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
             },
             Op::ReattachConsumer => {
                 drop(consumer);
-                consumer = ShmConsumer::new(name, 0, OpenMode::Open).map_err(|e| e.to_string())?;
+                consumer = ShmConsumer::new(name, OpenMode::Open).map_err(|e| e.to_string())?;
                 Ok(())
             }
             _ => unreachable!("producer operation"),
@@ -714,7 +715,7 @@ fn two_process_case(capacity: u64, ops: &[Op]) {
     let name = Name::new("sm2");
     // Create the segment (and let go of the role) before forking, so the
     // child only opens, and no ring object is shared by both processes.
-    drop(ShmConsumer::new(name.name(), capacity, OpenMode::Create).expect("create"));
+    drop(ShmConsumer::new(name.name(), OpenMode::Create { capacity }).expect("create"));
     let (rx, tx) = pipe().expect("pipe");
     // SAFETY: every other test in this binary waits on `SERIAL`, so no other
     // thread of ours runs user code; the child uses only its own stack, the

@@ -78,7 +78,9 @@ pub mod heap;
 #[cfg(feature = "shm")]
 pub mod shm;
 
-pub use spsc::{Consumer, Corruption, Error, Producer};
+pub use spsc::{
+    Consumer, Corruption, Error, PopIntoError, PopValueError, Producer, PushError, ReadError,
+};
 pub use validate::{AttachError, attach};
 
 // Each side may move to another thread (the `!Sync` half is the
