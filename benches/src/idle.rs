@@ -36,12 +36,12 @@ fn thread_cpu() -> Result<Duration, BenchError> {
 /// but sends nothing, for `wait`, and returns the CPU the calling thread used.
 pub fn consumer_cpu(wait: Duration) -> Result<CpuUse, BenchError> {
     let name = TempName::new("bench-idle");
-    let mut consumer = ShmConsumer::new(name.name(), 4096, OpenMode::Create)?;
-    let _producer = ShmProducer::new(name.name(), 4096, OpenMode::Open)?;
+    let mut consumer = ShmConsumer::new(name.name(), OpenMode::Create { capacity: 4096 })?;
+    let _producer = ShmProducer::new(name.name(), OpenMode::Open)?;
     let cpu_before = thread_cpu()?;
     let start = Instant::now();
     match consumer.read_blocking(Some(wait)) {
-        Err(ShmError::Ring(ringproof::Error::TimedOut)) => {}
+        Err(ShmError::TimedOut) => {}
         Ok(_) => return Err(BenchError::Config("a message arrived on an idle ring")),
         Err(e) => return Err(e.into()),
     }

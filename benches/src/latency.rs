@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use ringproof::Error;
 use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer, TempName};
 use ringproof::spsc::{Consumer, Producer};
 use ringproof::sync::Shared;
+use ringproof::{PopIntoError, PushError};
 
 use crate::process::{ControlPage, PinGuard, STALL, cpu_pair, spawn};
 use crate::{BenchError, Latency, PARK};
@@ -67,17 +67,31 @@ pub fn ring(cfg: &PingPong) -> Result<Latency, BenchError> {
     }
     let ping_name = TempName::new("bench-ping");
     let pong_name = TempName::new("bench-pong");
-    let mut ping = ShmProducer::new(ping_name.name(), cfg.ring_size, OpenMode::Create)?;
-    let mut pong = ShmConsumer::new(pong_name.name(), cfg.ring_size, OpenMode::Create)?;
+    let mut ping = ShmProducer::new(
+        ping_name.name(),
+        OpenMode::Create {
+            capacity: cfg.ring_size,
+        },
+    )?;
+    let mut pong = ShmConsumer::new(
+        pong_name.name(),
+        OpenMode::Create {
+            capacity: cfg.ring_size,
+        },
+    )?;
     let (our_cpu, peer_cpu) = cpus(cfg.pin);
     let child = spawn(peer_cpu, || {
-        let mut ping = ShmConsumer::new(ping_name.name(), cfg.ring_size, OpenMode::Open)?;
-        let mut pong = ShmProducer::new(pong_name.name(), cfg.ring_size, OpenMode::Open)?;
-        echo(&mut ping, &mut pong, cfg.message_size)
+        let mut ping = ShmConsumer::new(ping_name.name(), OpenMode::Open)?;
+        let mut pong = ShmProducer::new(pong_name.name(), OpenMode::Open)?;
+        echo(
+            ping.as_consumer_mut(),
+            pong.as_producer_mut(),
+            cfg.message_size,
+        )
     })?;
     let result = {
         let _pin = PinGuard::pin(our_cpu)?;
-        bounce(&mut ping, &mut pong, cfg)
+        bounce(ping.as_producer_mut(), pong.as_consumer_mut(), cfg)
     };
     // Closing the ping ring ends the echo loop (also after a failure).
     let closed = ping.close();
@@ -95,10 +109,10 @@ fn echo<P: Shared, Q: Shared>(
     loop {
         match ping.pop_into(&mut buf) {
             Ok(got) => push(pong, &buf[..got])?,
-            Err(Error::Empty) => {
+            Err(PopIntoError::Empty) => {
                 ping.wait_readable(Some(PARK))?;
             }
-            Err(Error::Closed) => return Ok(pong.close()?),
+            Err(PopIntoError::Closed) => return Ok(pong.close()?),
             Err(e) => return Err(e.into()),
         }
     }
@@ -108,7 +122,7 @@ fn push<S: Shared>(producer: &mut Producer<S>, message: &[u8]) -> Result<(), Ben
     loop {
         match producer.push(message) {
             Ok(()) => return Ok(()),
-            Err(Error::Full) => {
+            Err(PushError::Full) => {
                 producer.wait_writable(message.len(), Some(PARK))?;
             }
             Err(e) => return Err(e.into()),
@@ -134,7 +148,7 @@ fn bounce<P: Shared, Q: Shared>(
                     crate::check(&buf[..got], cfg.message_size, round)?;
                     break;
                 }
-                Err(Error::Empty) => {
+                Err(PopIntoError::Empty) => {
                     if !pong.wait_readable(Some(PARK))? && start.elapsed() > STALL {
                         return Err(BenchError::Stalled);
                     }

@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use ringproof::Error;
 use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer, TempName};
 use ringproof::spsc::{Consumer, Producer};
 use ringproof::sync::Shared;
+use ringproof::{PopIntoError, PushError, ReadError};
 
 use crate::process::{ControlPage, PinGuard, STALL, spawn};
 use crate::{Api, BenchError, PARK, Throughput, Transfer, check, stamp};
@@ -34,16 +34,21 @@ fn check_fits(cfg: &Transfer) -> Result<(), BenchError> {
 pub fn cross_process(cfg: &Transfer) -> Result<Throughput, BenchError> {
     check_fits(cfg)?;
     let name = TempName::new("bench-tp");
-    let mut consumer = ShmConsumer::new(name.name(), cfg.ring_size, OpenMode::Create)?;
+    let mut consumer = ShmConsumer::new(
+        name.name(),
+        OpenMode::Create {
+            capacity: cfg.ring_size,
+        },
+    )?;
     let control = ControlPage::new()?;
     let (consumer_cpu, producer_cpu) = cfg.cpus();
     let child = spawn(producer_cpu, || {
-        let mut producer = ShmProducer::new(name.name(), cfg.ring_size, OpenMode::Open)?;
-        produce(&mut producer, cfg, &control)
+        let mut producer = ShmProducer::new(name.name(), OpenMode::Open)?;
+        produce(producer.as_producer_mut(), cfg, &control)
     })?;
     let result = {
         let _pin = PinGuard::pin(consumer_cpu)?;
-        consume(&mut consumer, cfg, &control)
+        consume(consumer.as_consumer_mut(), cfg, &control)
     };
     child.finish(result)
 }
@@ -107,7 +112,7 @@ fn send<S: Shared>(
                 loop {
                     match producer.push(message) {
                         Ok(()) => break,
-                        Err(Error::Full) => wait_writable(producer, len)?,
+                        Err(PushError::Full) => wait_writable(producer, len)?,
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -125,7 +130,7 @@ fn send<S: Shared>(
                             stamp(slot, seq);
                             seq += 1;
                         }
-                        Err(Error::Full) => break,
+                        Err(PushError::Full) => break,
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -177,8 +182,8 @@ pub(crate) fn consume<S: Shared>(
     let elapsed = start.elapsed();
     loop {
         match consumer.pop_into(&mut buf) {
-            Err(Error::Closed) => break,
-            Err(Error::Empty) => wait_readable(consumer)?,
+            Err(PopIntoError::Closed) => break,
+            Err(PopIntoError::Empty) => wait_readable(consumer)?,
             Ok(_) => {
                 return Err(BenchError::Mismatch {
                     expected: warmup + cfg.messages,
@@ -214,7 +219,7 @@ fn receive<S: Shared>(
                             std::hint::black_box(&mut *buf);
                             break;
                         }
-                        Err(Error::Empty) => wait_readable(consumer)?,
+                        Err(PopIntoError::Empty) => wait_readable(consumer)?,
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -233,7 +238,7 @@ fn receive<S: Shared>(
                             std::hint::black_box(&mut *buf);
                             seq += 1;
                         }
-                        Err(Error::Empty) => break,
+                        Err(ReadError::Empty) => break,
                         Err(e) => return Err(e.into()),
                     }
                 }

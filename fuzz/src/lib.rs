@@ -17,7 +17,7 @@ use ringproof::heap::{self, AlignedBuf, HeapError, HeapShared};
 use ringproof::layout::{CHECKSUMMED, HEAD_OFFSET, HEADER_SIZE, TAIL_OFFSET, segment_size};
 use ringproof::spsc::MAX_POSITION;
 use ringproof::testing::{Differential, Op, assert_in_data, payload};
-use ringproof::{Consumer, Error, Producer};
+use ringproof::{Consumer, Producer};
 
 pub mod seeds;
 
@@ -140,7 +140,7 @@ pub fn run_attach(data: &[u8]) {
 fn side<T>(result: Result<T, HeapError>) -> Option<T> {
     match result {
         Ok(side) => Some(side),
-        Err(HeapError::Ring(Error::Corrupted(_)) | HeapError::Attach(_)) => None,
+        Err(HeapError::Corrupted(_) | HeapError::Attach(_)) => None,
         Err(e) => panic!("unexpected attach error: {e}"),
     }
 }

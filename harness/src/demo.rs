@@ -18,9 +18,8 @@
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use ringproof::Error as RingError;
 use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer, TempName};
-use ringproof::sync::Shared as _;
+use ringproof::{PushError, ReadError};
 
 use crate::cli::{DemoArgs, DemoChildArgs, DemoMode};
 use crate::exit::{CliError, ExitCode};
@@ -190,8 +189,13 @@ fn golden(args: &DemoArgs) -> Result<(), CliError> {
 
 /// The consumer side of the golden scenario: returns messages and bytes read.
 fn consume(name: &str, args: &DemoArgs) -> Result<(u64, u64), CliError> {
-    let mut consumer = ShmConsumer::new(name, args.size, OpenMode::CreateOrOpen)?;
-    let max_payload = consumer_max_payload(consumer.shared().capacity())?;
+    let mut consumer = ShmConsumer::new(
+        name,
+        OpenMode::CreateOrOpen {
+            capacity: args.size,
+        },
+    )?;
+    let max_payload = consumer_max_payload(consumer.capacity())?;
     let mut expected = 0u64;
     let mut bytes = 0u64;
     loop {
@@ -202,7 +206,7 @@ fn consume(name: &str, args: &DemoArgs) -> Result<(u64, u64), CliError> {
                 message.release();
                 expected += 1;
             }
-            Err(RingError::Empty) => match peer::wait_message(&mut consumer, Some(STALL))? {
+            Err(ReadError::Empty) => match peer::wait_message(&mut consumer, Some(STALL))? {
                 Waited::Ready => {}
                 Waited::TimedOut => {
                     return Err(CliError::unexpected(format!(
@@ -211,7 +215,7 @@ fn consume(name: &str, args: &DemoArgs) -> Result<(u64, u64), CliError> {
                     )));
                 }
             },
-            Err(RingError::Closed) => break,
+            Err(ReadError::Closed) => break,
             Err(e) => return Err(e.into()),
         }
     }
@@ -236,8 +240,13 @@ fn consumer_max_payload(capacity: u64) -> Result<usize, CliError> {
 
 /// `ringproof demo-child`: the golden scenario's producer.
 pub fn child(args: &DemoChildArgs) -> Result<(), CliError> {
-    let mut producer = ShmProducer::new(&args.name, args.size, OpenMode::CreateOrOpen)?;
-    let max_payload = consumer_max_payload(producer.shared().capacity())?;
+    let mut producer = ShmProducer::new(
+        &args.name,
+        OpenMode::CreateOrOpen {
+            capacity: args.size,
+        },
+    )?;
+    let max_payload = consumer_max_payload(producer.capacity())?;
     for seq in 0..args.messages {
         let len = MESSAGE_HEADER + payload_len(args.seed, seq, max_payload);
         loop {
@@ -247,7 +256,7 @@ pub fn child(args: &DemoChildArgs) -> Result<(), CliError> {
                     grant.commit();
                     break;
                 }
-                Err(RingError::Full) => {
+                Err(PushError::Full) => {
                     peer::wait_room(&mut producer, len, OnConsumerDeath::Fail)?;
                 }
                 Err(e) => return Err(e.into()),
@@ -266,7 +275,7 @@ fn failure() -> Result<(), CliError> {
         Ok(()) => format!("{name}, a 10-byte segment that is not a ring"),
         Err(_) => format!("{name}, a segment that does not exist"),
     };
-    match ShmConsumer::new(name, 0, OpenMode::Open) {
+    match ShmConsumer::new(name, OpenMode::Open) {
         Ok(_) => Err(CliError::unexpected(format!(
             "failure scenario: attaching to {what} unexpectedly succeeded"
         ))),

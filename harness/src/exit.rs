@@ -126,7 +126,6 @@ fn ring_code(e: &RingError) -> ExitCode {
         RingError::Corrupted(_) => ExitCode::Invalid,
         // A closed ring for a new producer: the name holds a finished stream.
         RingError::Closed => ExitCode::Invalid,
-        RingError::TimedOut => ExitCode::PeerDied,
         _ => ExitCode::Unexpected,
     }
 }
@@ -136,6 +135,7 @@ impl From<ShmError> for CliError {
         let code = match &e {
             ShmError::PeerDied(_) => ExitCode::PeerDied,
             ShmError::Ring(ring) => ring_code(ring),
+            ShmError::TimedOut => ExitCode::PeerDied,
             ShmError::Os(..) => ExitCode::Unexpected,
             // Bad name or size, missing or corrupt segment, permission, role
             // taken, no space, and whatever later variants describe a
@@ -165,6 +165,25 @@ impl From<RingError> for CliError {
         }
     }
 }
+
+/// Every ring error converts through [`RingError`].
+macro_rules! from_ring_error {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for CliError {
+            fn from(e: $ty) -> Self {
+                CliError::from(RingError::from(e))
+            }
+        }
+    )*};
+}
+
+from_ring_error!(
+    ringproof::Corruption,
+    ringproof::PushError,
+    ringproof::ReadError,
+    ringproof::PopIntoError,
+    ringproof::PopValueError
+);
 
 /// Turns a clap error into the one-line form (exit 2), or `None` for
 /// `--help` and `--version`, which clap prints itself (exit 0).

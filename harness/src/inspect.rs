@@ -62,7 +62,7 @@ impl From<&Inspection> for Report {
             valid,
             error: match (i.error, i.position_error) {
                 (Some(e), _) => Some(e.to_string()),
-                (None, Some(e)) => Some(e.to_string()),
+                (None, Some(e)) => Some(ringproof::Error::from(e).to_string()),
                 (None, None) => None,
             },
             capacity: when_valid(i.capacity),

@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use ringproof::Error as RingError;
 use ringproof::shm::{ShmConsumer, ShmError, ShmProducer};
 
 use crate::exit::CliError;
@@ -48,7 +47,7 @@ pub fn wait_room(
     loop {
         match producer.wait_room(len, slice) {
             Ok(()) => return Ok(()),
-            Err(ShmError::Ring(RingError::TimedOut)) => {
+            Err(ShmError::TimedOut) => {
                 if producer.consumer_gone()? {
                     return Err(CliError::peer_died(
                         "the consumer died while the ring was full",
@@ -69,7 +68,7 @@ pub fn wait_message(
 ) -> Result<Waited, CliError> {
     match consumer.wait_message(timeout) {
         Ok(()) => Ok(Waited::Ready),
-        Err(ShmError::Ring(RingError::TimedOut)) => Ok(Waited::TimedOut),
+        Err(ShmError::TimedOut) => Ok(Waited::TimedOut),
         Err(ShmError::PeerDied(_)) => Err(CliError::peer_died(
             "the producer died without closing the ring (every message it committed was delivered)",
         )),

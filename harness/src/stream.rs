@@ -8,8 +8,8 @@
 
 use std::io::{BufWriter, Read, Write};
 
-use ringproof::Error as RingError;
 use ringproof::shm::{OpenMode, ShmConsumer, ShmError, ShmProducer};
+use ringproof::{PushError, ReadError};
 
 use crate::cli::{RecvArgs, SendArgs};
 use crate::exit::CliError;
@@ -18,9 +18,9 @@ use crate::stdio::{is_broken_pipe, stdin_file, stdout_file};
 
 /// Opens the producer side, explaining a name that holds an unread finished stream.
 fn open_producer(name: &str, size: u64) -> Result<ShmProducer, CliError> {
-    match ShmProducer::new(name, size, OpenMode::CreateOrOpen) {
+    match ShmProducer::new(name, OpenMode::CreateOrOpen { capacity: size }) {
         Ok(producer) => Ok(producer),
-        Err(ShmError::Ring(RingError::Closed)) => Err(CliError::invalid(format!(
+        Err(ShmError::Ring(ringproof::Error::Closed)) => Err(CliError::invalid(format!(
             "segment {name} holds a closed stream not read to its end yet: receive it with `ringproof recv --name {name}` or remove it with `ringproof clean --name {name}`"
         ))),
         Err(e) => Err(CliError::from(e).context(format!("cannot open {name} as producer"))),
@@ -47,7 +47,7 @@ pub fn send(args: &SendArgs) -> Result<(), CliError> {
         loop {
             match producer.push(&buf[..n]) {
                 Ok(()) => break,
-                Err(RingError::Full) => {
+                Err(PushError::Full) => {
                     peer::wait_room(&mut producer, n, OnConsumerDeath::WaitForSuccessor)?;
                 }
                 Err(e) => return Err(CliError::from(e).context("sending")),
@@ -72,8 +72,13 @@ enum End {
 /// `ringproof recv`: the ring to stdout, until end of stream.
 pub fn recv(args: &RecvArgs) -> Result<(), CliError> {
     let mut out = BufWriter::with_capacity(256 * 1024, stdout_file()?);
-    let mut consumer = ShmConsumer::new(&args.name, args.size, OpenMode::CreateOrOpen)
-        .map_err(|e| CliError::from(e).context(format!("cannot open {} as consumer", args.name)))?;
+    let mut consumer = ShmConsumer::new(
+        &args.name,
+        OpenMode::CreateOrOpen {
+            capacity: args.size,
+        },
+    )
+    .map_err(|e| CliError::from(e).context(format!("cannot open {} as consumer", args.name)))?;
     let result = receive(&mut consumer, &mut out, args);
     let flushed = out.flush();
     match result {
@@ -137,8 +142,8 @@ fn receive(
                         break Stop::Batch;
                     }
                 }
-                Err(RingError::Empty) => break Stop::Empty,
-                Err(RingError::Closed) => break Stop::Closed,
+                Err(ReadError::Empty) => break Stop::Empty,
+                Err(ReadError::Closed) => break Stop::Closed,
                 Err(e) => return Err(CliError::from(e).context("receiving")),
             }
         };

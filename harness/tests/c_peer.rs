@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use ringproof::ReadError;
 use ringproof::layout::{MAGIC, RECORD_MESSAGE, RECORD_PADDING, checksum, lap};
 use ringproof::shm::{OpenMode, Role, Segment, claim};
 use ringproof::testing::TempName;
-use ringproof::{Consumer, Error as RingError, Producer};
+use ringproof::{Consumer, Producer};
 
 mod support;
 use support::{
@@ -395,15 +396,22 @@ fn a_finished_stream_waits_for_a_late_consumer_of_the_other_language() {
 /// last release and its leaving). Made with the library's `claim`, which
 /// never removes the name.
 fn finished_stream_with_a_name(name: &TempName, data: &[u8]) {
-    let mut tx =
-        Producer::new(claim(name.name(), 4096, Role::Producer, OpenMode::Create).unwrap()).unwrap();
+    let mut tx = Producer::new(
+        claim(
+            name.name(),
+            Role::Producer,
+            OpenMode::Create { capacity: 4096 },
+        )
+        .unwrap(),
+    )
+    .unwrap();
     tx.push(data).unwrap();
     tx.close().unwrap();
     drop(tx);
     let mut rx =
-        Consumer::new(claim(name.name(), 4096, Role::Consumer, OpenMode::Open).unwrap()).unwrap();
+        Consumer::new(claim(name.name(), Role::Consumer, OpenMode::Open).unwrap()).unwrap();
     assert_eq!(rx.pop().unwrap(), data);
-    assert_eq!(rx.pop(), Err(RingError::Closed));
+    assert_eq!(rx.pop(), Err(ReadError::Closed));
     drop(rx);
     let seen = Segment::inspect(name.name()).unwrap();
     assert!(seen.closed && seen.used == 0 && seen.stale(), "{seen:?}");

@@ -37,7 +37,8 @@ use ringproof::layout::{
 use ringproof::shm::{OpenMode, Segment, ShmConsumer, ShmError, ShmProducer};
 use ringproof::testing::{Differential, Op, TempName, TestRing, hostile_strategy, scribble};
 use ringproof::validate::AttachError;
-use ringproof::{Consumer, Corruption, Error, Producer};
+use ringproof::{Consumer, Corruption, Producer};
+use ringproof::{PushError, ReadError};
 
 /// Every test in this file holds this lock, so that the forking test forks
 /// while no other test thread runs.
@@ -53,8 +54,8 @@ fn ring(capacity: u64) -> (Arc<AlignedBuf>, Producer<HeapShared>, Consumer<HeapS
     TestRing::new(capacity, 0).into_parts()
 }
 
-const fn corrupted(what: Corruption) -> Error {
-    Error::Corrupted(what)
+fn corrupted<E: From<Corruption>>(what: Corruption) -> E {
+    E::from(what)
 }
 
 // ---------------------------------------------------------------------------
@@ -89,10 +90,7 @@ fn rewritten_head_poisons_the_consumer_at_once_and_the_producer_when_it_reloads(
         // SAFETY: `c` is not used again; one thread.
         let fresh = unsafe { heap::consumer(&buf) };
         if bad % 8 != 0 || bad > 16 {
-            assert!(
-                matches!(fresh, Err(HeapError::Ring(Error::Corrupted(_)))),
-                "{fresh:?}"
-            );
+            assert!(matches!(fresh, Err(HeapError::Corrupted(_))), "{fresh:?}");
         }
     }
 }
@@ -108,7 +106,7 @@ fn head_near_the_top_of_u64_is_refused_when_a_side_attaches() {
     for head in [u64::MAX - 7, u64::MAX - 31, (1 << 62) + 8] {
         let (buf, _p, _c) = ring(32);
         scribble(&buf, HEAD_OFFSET, &head.to_ne_bytes());
-        let want = Err(HeapError::Ring(corrupted(Corruption::Head)));
+        let want = Err(HeapError::Corrupted(Corruption::Head));
         // SAFETY: `_p` and `_c` are never used; the new side is dropped at once.
         let producer = unsafe { heap::producer(&buf) };
         assert_eq!(producer.map(|_| ()), want, "head {head}");
@@ -232,14 +230,14 @@ fn rewritten_closed_flag_is_end_of_stream_after_the_committed_messages() {
     // The flag is a plain boolean: any non-zero value means closed; messages
     // already committed are still delivered, then `Closed`.
     assert_eq!(c.pop(), Ok(b"kept".to_vec()));
-    assert_eq!(c.pop(), Err(Error::Closed));
+    assert_eq!(c.pop(), Err(ReadError::Closed));
     // This producer did not close; it keeps pushing, and the consumer sees them.
     p.push(b"more").unwrap();
     assert_eq!(c.pop(), Ok(b"more".to_vec()));
     // A new producer finds the ring closed.
     // SAFETY: `p` is not used again; one thread.
     let mut p2 = unsafe { heap::producer(&buf) }.unwrap();
-    assert_eq!(p2.push(b"x"), Err(Error::Closed));
+    assert_eq!(p2.push(b"x"), Err(PushError::Closed));
 }
 
 #[test]
@@ -328,7 +326,7 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
     let _serial = serial();
     let name = TempName::for_test("trunc");
     let capacity = 16384u64;
-    let mut producer = ShmProducer::new(name.name(), capacity, OpenMode::Create).unwrap();
+    let mut producer = ShmProducer::new(name.name(), OpenMode::Create { capacity }).unwrap();
     // 1000-byte payloads, 1008-byte records from data offset 0: records 0..2
     // end below file offset 4096 (384 + 3 * 1008 = 3408), record 3 crosses it.
     for i in 0..4u8 {
@@ -346,7 +344,7 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
             let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
             let mut ready = std::fs::File::from(ready_tx);
             let code = (|| {
-                let mut consumer = ShmConsumer::new(name.name(), 0, OpenMode::Open).ok()?;
+                let mut consumer = ShmConsumer::new(name.name(), OpenMode::Open).ok()?;
                 ready.write_all(b"r").ok()?;
                 let mut go = [0u8; 1];
                 std::fs::File::from(go_rx).read_exact(&mut go).ok()?;
@@ -395,7 +393,7 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
             };
             let err = Segment::open(name.name()).unwrap_err();
             assert!(matches!(err, ShmError::Attach(e) if e == expected), "{err}");
-            let err = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap_err();
+            let err = ShmConsumer::new(name.name(), OpenMode::Open).unwrap_err();
             assert!(matches!(err, ShmError::Attach(e) if e == expected), "{err}");
             let info = Segment::inspect(name.name()).unwrap();
             assert_eq!(info.file_size, 4096);

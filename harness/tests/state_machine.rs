@@ -30,10 +30,10 @@ use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 use ringproof::Error;
 use ringproof::shm::{OpenMode, Segment, ShmConsumer, ShmError, ShmProducer};
 use ringproof::spsc::MAX_POSITION;
-use ringproof::sync::Shared as _;
 use ringproof::testing::{
     Model, Op, Outcome, Side, TempName, TestRing, bytes_of, payload, sequential_strategy,
 };
+use ringproof::{PopIntoError, PushError, ReadError};
 
 // ---------------------------------------------------------------------------
 // Test plumbing
@@ -77,8 +77,8 @@ struct RefState {
     expected: Outcome,
 }
 
-fn unit(r: Result<(), Error>) -> Result<Vec<u8>, Error> {
-    r.map(|()| Vec::new())
+fn unit<E: Into<Error>>(r: Result<(), E>) -> Result<Vec<u8>, Error> {
+    r.map(|()| Vec::new()).map_err(Into::into)
 }
 
 /// Whether `op` runs on the producer.
@@ -193,11 +193,11 @@ fn producer_oracle(capacity: u64, ops: &[Op]) -> (Vec<Vec<u8>>, Vec<Outcome>) {
 }
 
 /// Retries `attempt` while it says `Full`, waiting for the consumer.
-fn until_not_full<T>(mut attempt: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+fn until_not_full<T>(mut attempt: impl FnMut() -> Result<T, PushError>) -> Result<T, PushError> {
     let deadline = Instant::now() + PEER_TIMEOUT;
     loop {
         match attempt() {
-            Err(Error::Full) if Instant::now() < deadline => std::thread::yield_now(),
+            Err(PushError::Full) if Instant::now() < deadline => std::thread::yield_now(),
             other => return other,
         }
     }
@@ -213,7 +213,7 @@ fn drained(name: &str) -> bool {
 /// producer, so that the role stays held until the child is done (the
 /// child's re-attach then never finds the name removed).
 fn run_producer(name: &str, ops: &[Op], expected: &[Outcome]) -> ShmProducer {
-    let mut producer = ShmProducer::new(name, 0, OpenMode::Open).expect("producer");
+    let mut producer = ShmProducer::new(name, OpenMode::Open).expect("producer");
     let ops: Vec<&Op> = ops.iter().filter(|op| is_producer(op)).collect();
     for (op, want) in ops.iter().zip(expected) {
         let got: Outcome = match op {
@@ -244,10 +244,10 @@ fn run_producer(name: &str, ops: &[Op], expected: &[Outcome]) -> ShmProducer {
                         match batch.push(&message) {
                             // Final once the consumer has released everything:
                             // the batch itself does not fit the ring.
-                            Err(Error::Full) if !drained(name) && Instant::now() < deadline => {
+                            Err(PushError::Full) if !drained(name) && Instant::now() < deadline => {
                                 std::thread::yield_now();
                             }
-                            Err(Error::Full) => break batch.push(&message),
+                            Err(PushError::Full) => break batch.push(&message),
                             other => break other,
                         }
                     };
@@ -260,18 +260,23 @@ fn run_producer(name: &str, ops: &[Op], expected: &[Outcome]) -> ShmProducer {
             }
             Op::Close => vec![unit(producer.close())],
             Op::FreeBytes => {
-                let capacity = producer.shared().capacity();
-                vec![producer.free_bytes().map(|n| {
-                    assert!(n <= capacity && n % 8 == 0, "free {n}");
-                    bytes_of(n)
-                })]
+                let capacity = producer.capacity();
+                vec![
+                    producer
+                        .free_bytes()
+                        .map(|n| {
+                            assert!(n <= capacity && n % 8 == 0, "free {n}");
+                            bytes_of(n)
+                        })
+                        .map_err(Error::from),
+                ]
             }
             Op::ReattachProducer => {
                 // A closed ring refuses new producers (`ShmProducer::new` says
                 // `Closed`); keep this one so that the role stays held.
                 if !producer.is_closed() {
                     drop(producer);
-                    producer = ShmProducer::new(name, 0, OpenMode::Open).expect("re-attach");
+                    producer = ShmProducer::new(name, OpenMode::Open).expect("re-attach");
                 }
                 vec![Ok(Vec::new())]
             }
@@ -306,7 +311,7 @@ fn digest<'a>(messages: impl IntoIterator<Item = &'a [u8]>) -> (u64, u64) {
 /// `Empty`), then pops to the end of the stream, checking every message
 /// against `stream`. Returns what it received.
 fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
-    let mut consumer = ShmConsumer::new(name, 0, OpenMode::Open).map_err(|e| e.to_string())?;
+    let mut consumer = ShmConsumer::new(name, OpenMode::Open).map_err(|e| e.to_string())?;
     let mut received: Vec<Vec<u8>> = Vec::new();
     let deadline = Instant::now() + PEER_TIMEOUT;
     let check = |index: usize, got: &[u8]| -> Result<(), String> {
@@ -329,6 +334,7 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
         let next = received.len();
         // Wait until a message (or the end of stream) is there.
         while !consumer
+            .as_consumer_mut()
             .wait_readable(Some(Duration::from_millis(20)))
             .map_err(|e| e.to_string())?
         {
@@ -343,7 +349,7 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
                     received.push(message);
                     Ok(())
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             },
             Op::ReadRelease | Op::ReadDrop => match consumer.read() {
                 Ok(read) => {
@@ -354,7 +360,7 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
                     }
                     Ok(())
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             },
             Op::PopInto { buf_len } => {
                 let mut buf = vec![0u8; *buf_len];
@@ -364,13 +370,13 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
                         received.push(buf[..n].to_vec());
                         Ok(())
                     }
-                    Err(Error::BufferTooSmall { needed }) => {
+                    Err(PopIntoError::BufferTooSmall { needed }) => {
                         if stream.get(next).map(Vec::len) != Some(needed) {
                             return Err(format!("pop_into: needed {needed}"));
                         }
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.into()),
                 }
             }
             Op::BatchPop { n, release } => {
@@ -385,9 +391,9 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
                         }
                         // End of stream after the messages of this batch: the
                         // tail pops see `Closed` once they are released.
-                        Err(Error::Empty | Error::Closed) => break,
+                        Err(ReadError::Empty | ReadError::Closed) => break,
                         Err(e) => {
-                            end = Err(e);
+                            end = Err(e.into());
                             break;
                         }
                     }
@@ -399,14 +405,14 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
                 end
             }
             Op::UsedBytes => match consumer.used_bytes() {
-                Ok(n) if n % 8 != 0 || n > consumer.shared().capacity() => {
+                Ok(n) if n % 8 != 0 || n > consumer.capacity() => {
                     return Err(format!("used_bytes {n}"));
                 }
-                other => other.map(|_| ()),
+                other => other.map(|_| ()).map_err(Error::from),
             },
             Op::ReattachConsumer => {
                 drop(consumer);
-                consumer = ShmConsumer::new(name, 0, OpenMode::Open).map_err(|e| e.to_string())?;
+                consumer = ShmConsumer::new(name, OpenMode::Open).map_err(|e| e.to_string())?;
                 Ok(())
             }
             _ => unreachable!("producer operation"),
@@ -444,7 +450,7 @@ fn two_process_case(capacity: u64, ops: &[Op]) {
     let name = TempName::for_test("sm2");
     // Create the segment (and let go of the role) before forking, so the
     // child only opens, and no ring object is shared by both processes.
-    drop(ShmConsumer::new(name.name(), capacity, OpenMode::Create).expect("create"));
+    drop(ShmConsumer::new(name.name(), OpenMode::Create { capacity }).expect("create"));
     let (rx, tx) = pipe().expect("pipe");
     // SAFETY: every other test in this binary waits on `SERIAL`, so no other
     // thread of ours runs user code; the child uses only its own stack, the

@@ -67,7 +67,7 @@ pub mod shuttle_namespace;
 pub mod shuttle_shared;
 
 use ringproof::sync::Shared;
-use ringproof::{Consumer, Error, Producer};
+use ringproof::{Consumer, Producer, PushError, ReadError};
 
 /// The words of a model segment, by header offset: the ones a protocol's
 /// layout lists (e.g. [`ringproof::spsc::WORDS64`]), each made fresh.
@@ -155,13 +155,16 @@ impl Budget {
 ///
 /// # Errors
 ///
-/// Any error other than [`Error::Full`].
-pub fn push_retry<S: Shared>(producer: &mut Producer<S>, message: &[u8]) -> Result<usize, Error> {
+/// Any error other than [`PushError::Full`].
+pub fn push_retry<S: Shared>(
+    producer: &mut Producer<S>,
+    message: &[u8],
+) -> Result<usize, PushError> {
     let mut full = 0;
     loop {
         match producer.push(message) {
             Ok(()) => return Ok(full),
-            Err(Error::Full) => {
+            Err(PushError::Full) => {
                 full += 1;
                 producer.shared().spin();
             }
@@ -174,11 +177,12 @@ pub fn push_retry<S: Shared>(producer: &mut Producer<S>, message: &[u8]) -> Resu
 ///
 /// # Errors
 ///
-/// Any error other than [`Error::Empty`] ([`Error::Closed`] at end of stream).
-pub fn pop_retry<S: Shared>(consumer: &mut Consumer<S>) -> Result<Vec<u8>, Error> {
+/// Any error other than [`ReadError::Empty`] ([`ReadError::Closed`] at end
+/// of stream).
+pub fn pop_retry<S: Shared>(consumer: &mut Consumer<S>) -> Result<Vec<u8>, ReadError> {
     loop {
         match consumer.pop() {
-            Err(Error::Empty) => consumer.shared().spin(),
+            Err(ReadError::Empty) => consumer.shared().spin(),
             other => return other,
         }
     }

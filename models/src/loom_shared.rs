@@ -20,7 +20,7 @@ use loom::sync::{Arc, Condvar, Mutex};
 use ringproof::layout::{RECORD_ALIGN, capacity_ok};
 use ringproof::spsc;
 use ringproof::sync::{Ordering, Shared};
-use ringproof::{Consumer, Error, Producer};
+use ringproof::{Consumer, Corruption, Producer};
 
 use crate::WordTable;
 
@@ -95,7 +95,7 @@ impl LoomShared {
 /// # Errors
 ///
 /// What `Producer::new` or `Consumer::new` return (never, for a fresh segment).
-pub fn channel(capacity: u64) -> Result<(Producer<LoomShared>, Consumer<LoomShared>), Error> {
+pub fn channel(capacity: u64) -> Result<(Producer<LoomShared>, Consumer<LoomShared>), Corruption> {
     let shared = LoomShared::new(capacity);
     Ok((Producer::new(shared.clone())?, Consumer::new(shared)?))
 }

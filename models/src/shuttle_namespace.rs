@@ -42,17 +42,21 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 use ringproof::shm::lifecycle::{FileId, Look, Namespace};
-use ringproof::shm::{Role, ShmError};
+use ringproof::shm::{OsError, Role, ShmError};
 use shuttle::sync::{Condvar, Mutex, MutexGuard};
 
 /// The error every operation of a dead process returns.
 pub fn killed() -> ShmError {
-    ShmError::Os("the model killed this process", Errno::ESRCH)
+    ShmError::Os(OsError::new(
+        "the model killed this process",
+        Errno::ESRCH as i32,
+    ))
 }
 
 /// Whether `e` is [`killed`].
 pub fn is_killed(e: &ShmError) -> bool {
-    matches!(e, ShmError::Os(what, Errno::ESRCH) if what.starts_with("the model killed"))
+    matches!(e, ShmError::Os(os) if os.raw_os_error() == Errno::ESRCH as i32
+        && os.what().starts_with("the model killed"))
 }
 
 /// The name lock's byte.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use ringproof::layout::{RECORD_ALIGN, capacity_ok};
 use ringproof::spsc;
 use ringproof::sync::{Ordering, Shared};
-use ringproof::{Consumer, Error, Producer};
+use ringproof::{Consumer, Corruption, Producer};
 
 use crate::WordTable;
 use shuttle::sync::atomic::{AtomicU32, AtomicU64, fence};
@@ -106,7 +106,9 @@ impl ShuttleShared {
 /// # Errors
 ///
 /// What `Producer::new` or `Consumer::new` return (never, for a fresh segment).
-pub fn channel(capacity: u64) -> Result<(Producer<ShuttleShared>, Consumer<ShuttleShared>), Error> {
+pub fn channel(
+    capacity: u64,
+) -> Result<(Producer<ShuttleShared>, Consumer<ShuttleShared>), Corruption> {
     let shared = ShuttleShared::new(capacity);
     Ok((Producer::new(shared.clone())?, Consumer::new(shared)?))
 }

@@ -4,7 +4,8 @@
 //! for ever, which loom reports as a deadlock.
 
 use loom::thread;
-use ringproof::Error;
+
+use ringproof::{PushError, ReadError};
 use ringproof_models::loom_shared::{channel, check};
 use ringproof_models::pattern;
 
@@ -17,7 +18,7 @@ fn consumer_parked_on_empty_is_woken_by_commit() {
         let producer = thread::spawn(move || p.push(&pattern(0, 6)).unwrap());
         let message = loop {
             match c.pop() {
-                Err(Error::Empty) => {
+                Err(ReadError::Empty) => {
                     c.wait_readable(None).unwrap();
                 }
                 other => break other,
@@ -35,13 +36,13 @@ fn consumer_parked_on_empty_is_woken_by_close() {
         let producer = thread::spawn(move || p.close().unwrap());
         let end = loop {
             match c.pop() {
-                Err(Error::Empty) => {
+                Err(ReadError::Empty) => {
                     c.wait_readable(None).unwrap();
                 }
                 other => break other,
             }
         };
-        assert_eq!(end, Err(Error::Closed));
+        assert_eq!(end, Err(ReadError::Closed));
         producer.join().unwrap();
     });
 }
@@ -55,7 +56,7 @@ fn producer_parked_on_full_is_woken_by_release() {
         let producer = thread::spawn(move || {
             loop {
                 match p.push(&pattern(2, 8)) {
-                    Err(Error::Full) => {
+                    Err(PushError::Full) => {
                         p.wait_writable(8, None).unwrap();
                     }
                     other => break other.unwrap(),
@@ -65,7 +66,7 @@ fn producer_parked_on_full_is_woken_by_release() {
         for i in 0..3 {
             let message = loop {
                 match c.pop() {
-                    Err(Error::Empty) => {
+                    Err(ReadError::Empty) => {
                         c.wait_readable(None).unwrap();
                     }
                     other => break other,

@@ -7,7 +7,8 @@
 
 use loom::thread;
 use ringproof::sync::Shared;
-use ringproof::{Consumer, Error, Producer};
+use ringproof::{Consumer, Producer};
+use ringproof::{PopValueError, PushError, ReadError};
 use ringproof_models::loom_shared::{LoomShared, channel, check};
 use ringproof_models::{pattern, pop_retry, push_retry};
 
@@ -80,7 +81,7 @@ fn reserve_then_abort_sends_nothing() {
             p.close().unwrap();
         });
         assert_eq!(pop_retry(&mut c).unwrap(), pattern(0, 3));
-        assert_eq!(pop_retry(&mut c), Err(Error::Closed));
+        assert_eq!(pop_retry(&mut c), Err(ReadError::Closed));
         producer.join().unwrap();
     });
 }
@@ -103,7 +104,7 @@ fn batch_commits_and_releases_all_or_nothing() {
             loop {
                 match batch.read() {
                     Ok(message) => got.push(message.to_vec()),
-                    Err(Error::Empty) => break,
+                    Err(ReadError::Empty) => break,
                     Err(other) => panic!("read_batch: {other}"),
                 }
             }
@@ -131,12 +132,12 @@ fn close_with_messages_in_flight_delivers_all_then_closed() {
                 p.push(&pattern(0, 8)).unwrap();
                 p.push(&pattern(1, 8)).unwrap();
                 p.close().unwrap();
-                assert_eq!(p.push(b"late"), Err(Error::Closed));
+                assert_eq!(p.push(b"late"), Err(PushError::Closed));
             });
             assert_eq!(pop_retry(&mut c).unwrap(), pattern(0, 8));
             assert_eq!(pop_retry(&mut c).unwrap(), pattern(1, 8));
-            assert_eq!(pop_retry(&mut c), Err(Error::Closed));
-            assert_eq!(c.pop(), Err(Error::Closed));
+            assert_eq!(pop_retry(&mut c), Err(ReadError::Closed));
+            assert_eq!(c.pop(), Err(ReadError::Closed));
             producer.join().unwrap();
         },
     );
@@ -175,13 +176,13 @@ fn typed_values_round_trip_and_size_mismatch_keeps_the_message() {
             });
             let first = loop {
                 match c.pop_value::<u32>() {
-                    Err(Error::Empty) => c.shared().spin(),
+                    Err(PopValueError::Empty) => c.shared().spin(),
                     other => break other,
                 }
             };
             assert_eq!(
                 first,
-                Err(Error::SizeMismatch {
+                Err(PopValueError::SizeMismatch {
                     expected: 4,
                     actual: 8
                 })
@@ -189,7 +190,7 @@ fn typed_values_round_trip_and_size_mismatch_keeps_the_message() {
             assert_eq!(c.pop_value::<u64>(), Ok(0x0102_0304_0506_0708));
             let second = loop {
                 match c.pop_value::<u32>() {
-                    Err(Error::Empty) => c.shared().spin(),
+                    Err(PopValueError::Empty) => c.shared().spin(),
                     other => break other,
                 }
             };
@@ -270,7 +271,7 @@ fn close_by_a_successor_producer_delivers_every_message() {
             });
             assert_eq!(pop_retry(&mut c).unwrap(), pattern(0, 8));
             assert_eq!(pop_retry(&mut c).unwrap(), pattern(1, 8));
-            assert_eq!(pop_retry(&mut c), Err(Error::Closed));
+            assert_eq!(pop_retry(&mut c), Err(ReadError::Closed));
             second.join().unwrap();
         },
     );

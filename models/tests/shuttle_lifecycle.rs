@@ -116,7 +116,7 @@ type Side = (ModelNs, ModelFd, ModelLock, Role);
 
 /// The shipped `acquire`; on success the process believes it is on the file.
 fn attach(ns: &ModelNs, role: Role, mode: OpenMode) -> Result<Side, ShmError> {
-    let (file, lease) = lifecycle::acquire(ns, NAME, CAPACITY, role, mode)?;
+    let (file, lease) = lifecycle::acquire(ns, NAME, role, mode)?;
     ns.believe(NAME, &file, role);
     Ok((ns.clone(), file, lease, role))
 }
@@ -164,8 +164,12 @@ fn check_end(world: &Arc<World>) -> Result<Removal, ShmError> {
 /// Producer and consumer attached (sequentially, outside the race) to a
 /// fresh segment, whose stream the producer then finished (or not).
 fn attached_pair(world: &Arc<World>, finish: bool) -> (Side, Side) {
-    let producer = attach(&world.process(None), Role::Producer, OpenMode::Create)
-        .expect("creating the segment");
+    let producer = attach(
+        &world.process(None),
+        Role::Producer,
+        OpenMode::Create { capacity: CAPACITY },
+    )
+    .expect("creating the segment");
     let consumer =
         attach(&world.process(None), Role::Consumer, OpenMode::Open).expect("opening the segment");
     if finish {
@@ -225,7 +229,11 @@ fn two_sides_leave_while_the_name_is_created_anew() {
     // a finished stream because the consumer still held its role) is
     // `Err(Closed)`, and it lets go of the role without `leave`.
     let z = thread::spawn(move || {
-        let side = attach(&newcomer, Role::Producer, OpenMode::CreateOrOpen)?;
+        let side = attach(
+            &newcomer,
+            Role::Producer,
+            OpenMode::CreateOrOpen { capacity: CAPACITY },
+        )?;
         let file = side.1.file();
         if side.0.finished(&side.1)? {
             side.0.stop_believing();
@@ -280,7 +288,10 @@ fn kept_by_newcomer_end(z: &Result<(usize, Option<Side>), ShmError>, first: usiz
 fn clone_error(e: &ShmError) -> ShmError {
     match e {
         ShmError::NotFound(n) => ShmError::NotFound(n.clone()),
-        _ => ShmError::Os("other", nix::errno::Errno::EIO),
+        _ => ShmError::Os(ringproof::shm::OsError::new(
+            "other",
+            nix::errno::Errno::EIO as i32,
+        )),
     }
 }
 
@@ -298,7 +309,7 @@ fn clean_races_attaching_consumer() {
     let mode = if thread_rng().gen_bool(0.5) {
         OpenMode::Open
     } else {
-        OpenMode::CreateOrOpen
+        OpenMode::CreateOrOpen { capacity: CAPACITY }
     };
     let c = thread::spawn(move || attach(&consumer, Role::Consumer, mode));
     let k = thread::spawn(move || lifecycle::remove_stale(&cleaner, NAME));
@@ -339,9 +350,15 @@ fn reclaim_races_consumer_attach() {
     let mode = if thread_rng().gen_bool(0.5) {
         OpenMode::Open
     } else {
-        OpenMode::CreateOrOpen
+        OpenMode::CreateOrOpen { capacity: CAPACITY }
     };
-    let p = thread::spawn(move || attach(&producer, Role::Producer, OpenMode::CreateOrOpen));
+    let p = thread::spawn(move || {
+        attach(
+            &producer,
+            Role::Producer,
+            OpenMode::CreateOrOpen { capacity: CAPACITY },
+        )
+    });
     let c = thread::spawn(move || attach(&consumer, Role::Consumer, mode));
     let p = p.join().unwrap();
     let c = c.join().unwrap();
@@ -386,7 +403,13 @@ fn creator_and_opener_start_together() {
     let creator_pid = creator.pid();
     let opener = world.process(None);
     let waiting = Arc::clone(&world);
-    let c = thread::spawn(move || attach(&creator, Role::Producer, OpenMode::Create));
+    let c = thread::spawn(move || {
+        attach(
+            &creator,
+            Role::Producer,
+            OpenMode::Create { capacity: CAPACITY },
+        )
+    });
     let o = thread::spawn(move || {
         // `None`: the creator died before creating the file.
         waiting
@@ -443,13 +466,21 @@ fn deaths_at_every_step() {
     let cleaner = world.process(death(6));
     let late = world.process(death(16));
     let p = thread::spawn(move || {
-        if let Ok(side) = attach(&producer, Role::Producer, OpenMode::CreateOrOpen) {
+        if let Ok(side) = attach(
+            &producer,
+            Role::Producer,
+            OpenMode::CreateOrOpen { capacity: CAPACITY },
+        ) {
             let _ = side.0.finish(&side.1);
             leave(side);
         }
     });
     let c = thread::spawn(move || {
-        if let Ok(side) = attach(&consumer, Role::Consumer, OpenMode::CreateOrOpen) {
+        if let Ok(side) = attach(
+            &consumer,
+            Role::Consumer,
+            OpenMode::CreateOrOpen { capacity: CAPACITY },
+        ) {
             thread::yield_now();
             leave(side);
         }
@@ -457,7 +488,13 @@ fn deaths_at_every_step() {
     let k = thread::spawn(move || {
         let _ = lifecycle::remove_stale(&cleaner, NAME);
     });
-    let l = thread::spawn(move || attach(&late, Role::Consumer, OpenMode::CreateOrOpen));
+    let l = thread::spawn(move || {
+        attach(
+            &late,
+            Role::Consumer,
+            OpenMode::CreateOrOpen { capacity: CAPACITY },
+        )
+    });
     p.join().unwrap();
     c.join().unwrap();
     k.join().unwrap();
@@ -521,7 +558,11 @@ fn forced_removal_then_new_segment() {
     let c = thread::spawn(move || leave(consumer));
     let z = thread::spawn(move || {
         let _ = operator.force_unlink(NAME);
-        attach(&operator, Role::Producer, OpenMode::CreateOrOpen)
+        attach(
+            &operator,
+            Role::Producer,
+            OpenMode::CreateOrOpen { capacity: CAPACITY },
+        )
     });
     p.join().unwrap();
     c.join().unwrap();

@@ -11,6 +11,7 @@
 //! --test shuttle_spsc <test name>`: the test then runs that one schedule
 //! (`shuttle::replay`) instead of exploring.
 
+use ringproof::PushError;
 use ringproof::spsc::{Consumer, Producer};
 use ringproof::sync::Shared;
 use ringproof::{Error, layout::max_message};
@@ -72,12 +73,12 @@ fn produce(mut p: Producer<ShuttleShared>, seed: u64, count: u64, blocking: bool
                     let len = size_of(seed, next + staged, max);
                     match batch.push(&pattern(next + staged, len)) {
                         Ok(()) => staged += 1,
-                        Err(Error::Full) => break,
+                        Err(PushError::Full) => break,
                         Err(other) => panic!("batch push: {other}"),
                     }
                 }
                 if staged == 0 {
-                    Err(Error::Full)
+                    Err(PushError::Full)
                 } else {
                     batch.commit();
                     Ok(staged)
@@ -87,7 +88,7 @@ fn produce(mut p: Producer<ShuttleShared>, seed: u64, count: u64, blocking: bool
         };
         match sent {
             Ok(n) => next += n,
-            Err(Error::Full) => wait_for_room(&mut p, len, blocking),
+            Err(PushError::Full) => wait_for_room(&mut p, len, blocking),
             Err(other) => panic!("producer: {other}"),
         }
     }
@@ -119,21 +120,27 @@ fn consume(mut c: Consumer<ShuttleShared>, seed: u64, count: u64, blocking: bool
     let mut rng = SplitMix(!seed);
     let mut next = 0;
     loop {
-        let got = match rng.below(4) {
-            0 => c.pop().map(|bytes| {
-                check_message(seed, next, max, &bytes);
-                1
-            }),
-            1 => c.read().map(|read| {
-                check_message(seed, next, max, &read);
-                if rng.below(3) == 0 {
-                    drop(read); // not consumed: read again next time
-                    0
-                } else {
-                    read.release();
+        let got: Result<u64, Error> = match rng.below(4) {
+            0 => c
+                .pop()
+                .map(|bytes| {
+                    check_message(seed, next, max, &bytes);
                     1
-                }
-            }),
+                })
+                .map_err(Error::from),
+            1 => c
+                .read()
+                .map(|read| {
+                    check_message(seed, next, max, &read);
+                    if rng.below(3) == 0 {
+                        drop(read); // not consumed: read again next time
+                        0
+                    } else {
+                        read.release();
+                        1
+                    }
+                })
+                .map_err(Error::from),
             2 => {
                 let mut batch = c.read_batch();
                 let mut result = Ok(0);
@@ -153,14 +160,16 @@ fn consume(mut c: Consumer<ShuttleShared>, seed: u64, count: u64, blocking: bool
                     result = Ok(batch.len() as u64);
                 }
                 batch.release();
-                result
+                result.map_err(Error::from)
             }
             _ => {
                 let mut buf = [0u8; 64];
-                c.pop_into(&mut buf[..max.min(64)]).map(|len| {
-                    check_message(seed, next, max, &buf[..len]);
-                    1
-                })
+                c.pop_into(&mut buf[..max.min(64)])
+                    .map(|len| {
+                        check_message(seed, next, max, &buf[..len]);
+                        1
+                    })
+                    .map_err(Error::from)
             }
         };
         match got {

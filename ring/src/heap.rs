@@ -27,7 +27,7 @@ use zerocopy::IntoBytes;
 
 use crate::layout::{HEADER_SIZE, Header, LINE, MAX_CAPACITY, MIN_CAPACITY, segment_size};
 use crate::mem::MemShared;
-use crate::spsc::{Consumer, Error, Producer};
+use crate::spsc::{Consumer, Corruption, Producer};
 use crate::validate::attach;
 
 /// A zeroed, 128-byte aligned heap buffer.
@@ -115,7 +115,7 @@ pub enum HeapError {
     /// The header did not pass [`attach`].
     Attach(crate::AttachError),
     /// The indices did not pass the protocol's checks.
-    Ring(Error),
+    Corrupted(Corruption),
 }
 
 impl core::fmt::Display for HeapError {
@@ -126,7 +126,7 @@ impl core::fmt::Display for HeapError {
                 "invalid ring size {capacity}: must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes"
             ),
             HeapError::Attach(e) => e.fmt(f),
-            HeapError::Ring(e) => e.fmt(f),
+            HeapError::Corrupted(what) => write!(f, "ring is corrupted: {what}"),
         }
     }
 }
@@ -161,7 +161,7 @@ pub unsafe fn shared(buf: &Arc<AlignedBuf>) -> Result<HeapShared, HeapError> {
 pub unsafe fn producer(buf: &Arc<AlignedBuf>) -> Result<Producer<HeapShared>, HeapError> {
     // SAFETY: the producer made here is the one our caller vouches for.
     let shared = unsafe { shared(buf) }?;
-    Producer::new(shared).map_err(HeapError::Ring)
+    Producer::new(shared).map_err(HeapError::Corrupted)
 }
 
 /// A consumer over the segment in `buf`, resuming from its released `head`.
@@ -176,7 +176,7 @@ pub unsafe fn producer(buf: &Arc<AlignedBuf>) -> Result<Producer<HeapShared>, He
 pub unsafe fn consumer(buf: &Arc<AlignedBuf>) -> Result<Consumer<HeapShared>, HeapError> {
     // SAFETY: the consumer made here is the one our caller vouches for.
     let shared = unsafe { shared(buf) }?;
-    Consumer::new(shared).map_err(HeapError::Ring)
+    Consumer::new(shared).map_err(HeapError::Corrupted)
 }
 
 /// A fresh in-process ring of `capacity` bytes: its only producer and its

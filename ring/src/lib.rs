@@ -80,7 +80,9 @@ pub mod shm;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use spsc::{Consumer, Corruption, Error, Producer};
+pub use spsc::{
+    Consumer, Corruption, Error, PopIntoError, PopValueError, Producer, PushError, ReadError,
+};
 pub use validate::{AttachError, attach};
 
 // Each side may move to another thread (the `!Sync` half is the

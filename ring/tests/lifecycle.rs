@@ -73,7 +73,7 @@ fn opener_waits_for_a_creator_that_has_not_sized_or_published_the_segment() {
     let (tx, rx) = mpsc::channel();
     let opener_name = name.name().to_string();
     let opener = std::thread::spawn(move || {
-        let result = ShmConsumer::new(&opener_name, 0, OpenMode::Open).map(|_| ());
+        let result = ShmConsumer::new(&opener_name, OpenMode::Open).map(|_| ());
         tx.send(result.map_err(|e| e.to_string())).unwrap();
     });
     assert!(still_waiting(&rx), "the opener gave up on an empty file");
@@ -116,7 +116,7 @@ fn opener_waits_for_a_creator_that_has_not_sized_or_published_the_segment() {
 fn uninitialised_segment_whose_creator_died_is_an_error_after_a_short_wait() {
     let name = TempName::for_test("life-orphan");
     drop(create_file(&name, 0o600)); // nobody holds a role
-    let err = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap_err();
+    let err = ShmConsumer::new(name.name(), OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::NeverInitialised(_)), "{err}");
     assert!(err.to_string().contains("clean --name"), "{err}");
     // `clean` takes it away: no role is held.
@@ -145,7 +145,7 @@ fn a_hand_made_owner_only_segment_is_accepted() {
     // The control for the refusals below: the same file, mode 0600, allocated.
     let name = TempName::for_test("life-handmade");
     hand_made_segment(&name, 0o600, true);
-    let mut p = ShmProducer::new(name.name(), 0, OpenMode::Open).unwrap();
+    let mut p = ShmProducer::new(name.name(), OpenMode::Open).unwrap();
     p.push(b"ok").unwrap();
 }
 
@@ -154,9 +154,9 @@ fn segment_that_lets_other_users_in_is_refused() {
     let name = TempName::for_test("life-mode");
     hand_made_segment(&name, 0o666, true);
     for err in [
-        ShmProducer::new(name.name(), 0, OpenMode::Open).unwrap_err(),
-        ShmProducer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap_err(),
-        ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap_err(),
+        ShmProducer::new(name.name(), OpenMode::Open).unwrap_err(),
+        ShmProducer::new(name.name(), OpenMode::CreateOrOpen { capacity: 4096 }).unwrap_err(),
+        ShmConsumer::new(name.name(), OpenMode::Open).unwrap_err(),
     ] {
         assert!(matches!(err, ShmError::Untrusted { .. }), "{err}");
         assert!(err.to_string().contains("0666"), "{err}");
@@ -176,7 +176,7 @@ fn segment_owned_by_another_user_is_refused() {
     let name = TempName::for_test("life-squat");
     hand_made_segment(&name, 0o600, true);
     std::os::unix::fs::chown(name.path(), Some(65534), Some(65534)).unwrap();
-    let err = ShmProducer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap_err();
+    let err = ShmProducer::new(name.name(), OpenMode::CreateOrOpen { capacity: 4096 }).unwrap_err();
     assert!(matches!(err, ShmError::Untrusted { .. }), "{err}");
     assert!(err.to_string().contains("uid 65534"), "{err}");
 }
@@ -185,7 +185,7 @@ fn segment_owned_by_another_user_is_refused() {
 fn segment_with_holes_is_refused_before_its_data_is_touched() {
     let name = TempName::for_test("life-sparse");
     hand_made_segment(&name, 0o600, false);
-    let err = ShmProducer::new(name.name(), 0, OpenMode::Open).unwrap_err();
+    let err = ShmProducer::new(name.name(), OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::NotPreallocated { .. }), "{err}");
 }
 
@@ -202,7 +202,8 @@ fn fifo_symlink_and_directory_at_the_name_say_what_they_are() {
         (&link, "a symbolic link"),
         (&dir, "a directory"),
     ] {
-        let err = ShmConsumer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap_err();
+        let err =
+            ShmConsumer::new(name.name(), OpenMode::CreateOrOpen { capacity: 4096 }).unwrap_err();
         assert!(
             matches!(err, ShmError::NotASegment { what: w, .. } if w == what),
             "{}: {err}",
@@ -231,8 +232,8 @@ fn two_sides_leaving_at_once_never_remove_a_newer_segment() {
         .unwrap_or(200);
     let name = TempName::for_test("life-leave");
     for run in 0..runs {
-        let mut p = ShmProducer::new(name.name(), 4096, OpenMode::Create).unwrap();
-        let mut c = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap();
+        let mut p = ShmProducer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap();
+        let mut c = ShmConsumer::new(name.name(), OpenMode::Open).unwrap();
         p.push(b"last").unwrap();
         p.close().unwrap();
         assert_eq!(c.pop().unwrap(), b"last");
@@ -251,7 +252,7 @@ fn two_sides_leaving_at_once_never_remove_a_newer_segment() {
             let newcomer = s.spawn(|| {
                 barrier.wait();
                 loop {
-                    match ShmProducer::new(name.name(), 4096, OpenMode::Create) {
+                    match ShmProducer::new(name.name(), OpenMode::Create { capacity: 4096 }) {
                         Ok(p) => return p,
                         Err(ShmError::AlreadyExists(_)) => std::thread::yield_now(),
                         Err(e) => panic!("run {run}: {e}"),
@@ -278,8 +279,8 @@ fn two_sides_leaving_at_once_never_remove_a_newer_segment() {
 #[test]
 fn a_side_leaving_last_never_removes_a_newer_segment_that_took_the_name() {
     let name = TempName::for_test("life-newer");
-    let mut p = ShmProducer::new(name.name(), 4096, OpenMode::Create).unwrap();
-    let mut c = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap();
+    let mut p = ShmProducer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap();
+    let mut c = ShmConsumer::new(name.name(), OpenMode::Open).unwrap();
     p.push(b"last").unwrap();
     p.close().unwrap();
     assert_eq!(c.pop().unwrap(), b"last");
@@ -287,7 +288,7 @@ fn a_side_leaving_last_never_removes_a_newer_segment_that_took_the_name() {
     assert!(name.exists());
     // The name is removed by hand (`clean --force`) and created anew.
     shm::unlink(name.name()).unwrap();
-    let newer = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap();
+    let newer = ShmConsumer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap();
     // The producer leaves last a closed, drained stream whose consumer came:
     // it would remove its name, but the name is the newer segment's now.
     drop(p);
@@ -299,7 +300,7 @@ fn a_side_leaving_last_never_removes_a_newer_segment_that_took_the_name() {
 #[test]
 fn stale_clean_never_removes_a_segment_whose_role_is_held() {
     let name = TempName::for_test("life-clean");
-    let c = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap();
+    let c = ShmConsumer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap();
     assert_eq!(
         shm::remove_stale(name.name()).unwrap(),
         shm::Removal::InUse {
@@ -320,7 +321,7 @@ fn stale_clean_never_removes_a_segment_whose_role_is_held() {
 #[test]
 fn closed_set_by_another_process_ends_a_producer_waiting_for_room() {
     let name = TempName::for_test("life-closed");
-    let mut p = ShmProducer::new(name.name(), 64, OpenMode::Create).unwrap();
+    let mut p = ShmProducer::new(name.name(), OpenMode::Create { capacity: 64 }).unwrap();
     let max = p.max_message();
     while p.push(&vec![7; max]).is_ok() {}
     // No consumer: the ring stays full. A hostile peer marks it closed.
@@ -335,9 +336,9 @@ fn closed_set_by_another_process_ends_a_producer_waiting_for_room() {
 #[test]
 fn producer_seen_once_is_seen_gone_after_its_generation_is_zeroed() {
     let name = TempName::for_test("life-gen");
-    let c = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap();
+    let c = ShmConsumer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap();
     assert!(!c.producer_gone().unwrap(), "no producer came yet");
-    let p = ShmProducer::new(name.name(), 0, OpenMode::Open).unwrap();
+    let p = ShmProducer::new(name.name(), OpenMode::Open).unwrap();
     assert!(!c.producer_gone().unwrap(), "the producer is alive");
     // A hostile peer zeroes the producer's generation; then it dies.
     scribble_segment(&name, PRODUCER_GEN_OFFSET, &0u32.to_ne_bytes());

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ringproof::Error;
+use ringproof::ReadError;
 use ringproof::shm::{self, OpenMode, Role, Segment, ShmConsumer, ShmError, ShmProducer};
 
 use ringproof::shm::TempName;
@@ -10,8 +11,8 @@ use ringproof::shm::TempName;
 #[test]
 fn producer_and_consumer_meet_through_a_name() {
     let name = TempName::for_test("meet");
-    let mut p = ShmProducer::new(name.name(), 4096, OpenMode::Create).unwrap();
-    let mut c = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap();
+    let mut p = ShmProducer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap();
+    let mut c = ShmConsumer::new(name.name(), OpenMode::Open).unwrap();
     p.push(b"across").unwrap();
     assert_eq!(c.pop().unwrap(), b"across");
     let meta = std::fs::metadata(format!("/dev/shm{}", name.name())).unwrap();
@@ -22,12 +23,12 @@ fn producer_and_consumer_meet_through_a_name() {
 #[test]
 fn second_producer_gets_role_taken_and_dead_role_is_free() {
     let name = TempName::for_test("role");
-    let p = ShmProducer::new(name.name(), 4096, OpenMode::Create).unwrap();
-    let err = ShmProducer::new(name.name(), 4096, OpenMode::Open).unwrap_err();
+    let p = ShmProducer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap();
+    let err = ShmProducer::new(name.name(), OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::RoleTaken(Role::Producer)), "{err}");
-    let c = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap();
+    let c = ShmConsumer::new(name.name(), OpenMode::Open).unwrap();
     drop(p);
-    let p2 = ShmProducer::new(name.name(), 4096, OpenMode::Open).unwrap();
+    let p2 = ShmProducer::new(name.name(), OpenMode::Open).unwrap();
     let info = Segment::inspect(name.name()).unwrap();
     assert_eq!(info.producer_gen, 2);
     assert_eq!(info.consumer_gen, 1);
@@ -38,11 +39,11 @@ fn second_producer_gets_role_taken_and_dead_role_is_free() {
 #[test]
 fn create_is_exclusive_and_open_needs_a_segment() {
     let name = TempName::for_test("excl");
-    let _p = ShmProducer::new(name.name(), 4096, OpenMode::Create).unwrap();
-    let err = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap_err();
+    let _p = ShmProducer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap();
+    let err = ShmConsumer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap_err();
     assert!(matches!(err, ShmError::AlreadyExists(_)), "{err}");
     let missing = TempName::for_test("missing");
-    let err = ShmConsumer::new(missing.name(), 0, OpenMode::Open).unwrap_err();
+    let err = ShmConsumer::new(missing.name(), OpenMode::Open).unwrap_err();
     assert!(matches!(err, ShmError::NotFound(_)), "{err}");
 }
 
@@ -62,7 +63,7 @@ fn names_are_validated() {
 #[test]
 fn bad_capacity_is_refused() {
     let name = TempName::for_test("cap");
-    let err = ShmProducer::new(name.name(), 1000, OpenMode::Create).unwrap_err();
+    let err = ShmProducer::new(name.name(), OpenMode::Create { capacity: 1000 }).unwrap_err();
     assert!(matches!(err, ShmError::InvalidCapacity(1000)), "{err}");
     assert!(!name.exists());
 }
@@ -70,14 +71,14 @@ fn bad_capacity_is_refused() {
 #[test]
 fn closed_and_drained_segment_is_removed_by_the_last_to_leave() {
     let name = TempName::for_test("unlink");
-    let mut p = ShmProducer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap();
+    let mut p = ShmProducer::new(name.name(), OpenMode::CreateOrOpen { capacity: 4096 }).unwrap();
     p.push(b"x").unwrap();
     p.close().unwrap();
     drop(p);
     assert!(name.exists(), "unread messages keep the segment");
-    let mut c = ShmConsumer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap();
+    let mut c = ShmConsumer::new(name.name(), OpenMode::CreateOrOpen { capacity: 4096 }).unwrap();
     assert_eq!(c.pop().unwrap(), b"x");
-    assert_eq!(c.pop().unwrap_err(), Error::Closed);
+    assert_eq!(c.pop().unwrap_err(), ReadError::Closed);
     drop(c);
     assert!(!name.exists());
 }
@@ -85,8 +86,8 @@ fn closed_and_drained_segment_is_removed_by_the_last_to_leave() {
 #[test]
 fn consumer_sees_producer_death_after_draining() {
     let name = TempName::for_test("death");
-    let mut c = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap();
-    let mut p = ShmProducer::new(name.name(), 4096, OpenMode::Open).unwrap();
+    let mut c = ShmConsumer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap();
+    let mut p = ShmProducer::new(name.name(), OpenMode::Open).unwrap();
     p.push(b"committed").unwrap();
     drop(p); // leaves without closing, like a crash
     let read = c.read_blocking(Some(Duration::from_secs(5))).unwrap();
@@ -99,17 +100,17 @@ fn consumer_sees_producer_death_after_draining() {
 #[test]
 fn blocking_read_times_out_without_a_producer() {
     let name = TempName::for_test("timeout");
-    let mut c = ShmConsumer::new(name.name(), 4096, OpenMode::Create).unwrap();
+    let mut c = ShmConsumer::new(name.name(), OpenMode::Create { capacity: 4096 }).unwrap();
     let err = c
         .read_blocking(Some(Duration::from_millis(100)))
         .unwrap_err();
-    assert!(matches!(err, ShmError::Ring(Error::TimedOut)), "{err}");
+    assert!(matches!(err, ShmError::TimedOut), "{err}");
 }
 
 #[test]
 fn inspect_reports_header_and_roles() {
     let name = TempName::for_test("inspect");
-    let mut p = ShmProducer::new(name.name(), 8192, OpenMode::Create).unwrap();
+    let mut p = ShmProducer::new(name.name(), OpenMode::Create { capacity: 8192 }).unwrap();
     p.push(&[0; 10]).unwrap();
     let info = Segment::inspect(name.name()).unwrap();
     assert_eq!(info.capacity, 8192);
@@ -122,8 +123,8 @@ fn inspect_reports_header_and_roles() {
 #[test]
 fn blocking_push_and_read_cross_threads() {
     let name = TempName::for_test("block");
-    let mut p = ShmProducer::new(name.name(), 256, OpenMode::Create).unwrap();
-    let mut c = ShmConsumer::new(name.name(), 0, OpenMode::Open).unwrap();
+    let mut p = ShmProducer::new(name.name(), OpenMode::Create { capacity: 256 }).unwrap();
+    let mut c = ShmConsumer::new(name.name(), OpenMode::Open).unwrap();
     let t = std::thread::spawn(move || {
         for i in 0..10_000u32 {
             p.push_blocking(&i.to_le_bytes(), Some(Duration::from_secs(10)))
@@ -150,12 +151,12 @@ fn blocking_push_and_read_cross_threads() {
 #[test]
 fn late_consumer_finds_the_end_of_an_empty_closed_stream() {
     let name = TempName::for_test("late");
-    let mut p = ShmProducer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap();
+    let mut p = ShmProducer::new(name.name(), OpenMode::CreateOrOpen { capacity: 4096 }).unwrap();
     p.close().unwrap();
     drop(p);
     assert!(name.exists(), "no consumer came yet: the segment stays");
-    let mut c = ShmConsumer::new(name.name(), 4096, OpenMode::CreateOrOpen).unwrap();
-    assert_eq!(c.pop().unwrap_err(), Error::Closed);
+    let mut c = ShmConsumer::new(name.name(), OpenMode::CreateOrOpen { capacity: 4096 }).unwrap();
+    assert_eq!(c.pop().unwrap_err(), ReadError::Closed);
     drop(c);
     assert!(!name.exists());
 }
@@ -171,7 +172,7 @@ fn a_ring_larger_than_dev_shm_is_no_space_not_sigbus() {
         return;
     }
     let name = TempName::for_test("nospace");
-    let err = ShmProducer::new(name.name(), capacity, OpenMode::Create).unwrap_err();
+    let err = ShmProducer::new(name.name(), OpenMode::Create { capacity }).unwrap_err();
     assert!(matches!(err, ShmError::NoSpace { .. }), "{err}");
     assert!(err.to_string().contains("--shm-size"), "hint: {err}");
     assert!(!name.exists(), "a failed create removes its name");

@@ -7,16 +7,17 @@ use ringproof::layout::{HEAD_OFFSET, HEADER_SIZE, RECORD_PADDING, TAIL_OFFSET, m
 use ringproof::spsc::MAX_POSITION;
 use ringproof::testing::scribble;
 use ringproof::{Corruption, Error};
+use ringproof::{PopIntoError, PopValueError, PushError, ReadError};
 
 #[test]
 fn push_then_pop_returns_the_message() {
     let (mut p, mut c) = heap::channel(256).unwrap();
-    assert_eq!(c.pop().unwrap_err(), Error::Empty);
+    assert_eq!(c.pop().unwrap_err(), ReadError::Empty);
     p.push(b"hello").unwrap();
     p.push(b"").unwrap();
     assert_eq!(c.pop().unwrap(), b"hello");
     assert_eq!(c.pop().unwrap(), b"");
-    assert_eq!(c.pop().unwrap_err(), Error::Empty);
+    assert_eq!(c.pop().unwrap_err(), ReadError::Empty);
 }
 
 #[test]
@@ -25,7 +26,7 @@ fn full_ring_refuses_until_released() {
     // 24-byte payload -> 32-byte records: two fill 64 bytes.
     p.push(&[1; 24]).unwrap();
     p.push(&[2; 24]).unwrap();
-    assert_eq!(p.push(&[3; 1]).unwrap_err(), Error::Full);
+    assert_eq!(p.push(&[3; 1]).unwrap_err(), PushError::Full);
     assert_eq!(c.pop().unwrap(), vec![1; 24]);
     p.push(&[3; 24]).unwrap();
     assert_eq!(c.pop().unwrap(), vec![2; 24]);
@@ -38,7 +39,7 @@ fn too_large_is_refused_with_the_limit() {
     let max = max_message(64) as usize;
     assert_eq!(
         p.push(&vec![0; max + 1]).unwrap_err(),
-        Error::TooLarge { len: max + 1, max }
+        PushError::TooLarge { len: max + 1, max }
     );
     p.push(&vec![0; max]).unwrap();
 }
@@ -85,7 +86,7 @@ fn dropped_grant_sends_nothing() {
         let mut grant = p.reserve(10).unwrap();
         grant.copy_from_slice(b"abandoned!");
     }
-    assert_eq!(c.pop().unwrap_err(), Error::Empty);
+    assert_eq!(c.pop().unwrap_err(), ReadError::Empty);
     let mut grant = p.reserve(3).unwrap();
     grant.copy_from_slice(b"yes");
     grant.commit();
@@ -100,7 +101,7 @@ fn batch_commits_with_one_store_and_drop_aborts() {
     batch.reserve(2).unwrap().copy_from_slice(b"bc");
     assert_eq!(batch.len(), 2);
     let _ = batch; // dropped uncommitted
-    assert_eq!(c.pop().unwrap_err(), Error::Empty);
+    assert_eq!(c.pop().unwrap_err(), ReadError::Empty);
     let mut batch = p.batch();
     for i in 0..10u8 {
         batch.push(&[i; 5]).unwrap();
@@ -110,7 +111,7 @@ fn batch_commits_with_one_store_and_drop_aborts() {
     for i in 0..10u8 {
         assert_eq!(reads.read().unwrap(), &[i; 5]);
     }
-    assert_eq!(reads.read().unwrap_err(), Error::Empty);
+    assert_eq!(reads.read().unwrap_err(), ReadError::Empty);
     reads.release();
     assert_eq!(c.used_bytes().unwrap(), 0);
 }
@@ -150,9 +151,9 @@ fn close_is_end_of_stream_after_draining() {
     let (mut p, mut c) = heap::channel(256).unwrap();
     p.push(b"last").unwrap();
     p.close().unwrap();
-    assert_eq!(p.push(b"more").unwrap_err(), Error::Closed);
+    assert_eq!(p.push(b"more").unwrap_err(), PushError::Closed);
     assert_eq!(c.pop().unwrap(), b"last");
-    assert_eq!(c.pop().unwrap_err(), Error::Closed);
+    assert_eq!(c.pop().unwrap_err(), ReadError::Closed);
     assert!(c.wait_readable(None).unwrap());
 }
 
@@ -162,7 +163,7 @@ fn typed_values_round_trip_and_wrong_size_stays() {
     p.push_value(&0x1122_3344_5566_7788u64).unwrap();
     assert_eq!(
         c.pop_value::<u32>().unwrap_err(),
-        Error::SizeMismatch {
+        PopValueError::SizeMismatch {
             expected: 4,
             actual: 8
         }
@@ -177,7 +178,7 @@ fn pop_into_small_buffer_keeps_the_message() {
     let mut small = [0u8; 4];
     assert_eq!(
         c.pop_into(&mut small).unwrap_err(),
-        Error::BufferTooSmall { needed: 12 }
+        PopIntoError::BufferTooSmall { needed: 12 }
     );
     let mut big = [0u8; 64];
     assert_eq!(c.pop_into(&mut big).unwrap(), 12);
@@ -193,7 +194,7 @@ fn state_survives_detach_and_reattach() {
         for i in 0..4u8 {
             p.push(&[i; 7]).unwrap(); // 16-byte records: 4 fill the ring
         }
-        assert_eq!(p.push(&[9; 7]).unwrap_err(), Error::Full);
+        assert_eq!(p.push(&[9; 7]).unwrap_err(), PushError::Full);
     }
     {
         // SAFETY: no other consumer of this buffer is used while it lives.
@@ -205,12 +206,12 @@ fn state_survives_detach_and_reattach() {
     // SAFETY: no other consumer of this buffer is used while it lives.
     let mut c = unsafe { heap::consumer(&buf) }.unwrap();
     p.push(&[9; 7]).unwrap();
-    assert_eq!(p.push(&[10; 7]).unwrap_err(), Error::Full);
+    assert_eq!(p.push(&[10; 7]).unwrap_err(), PushError::Full);
     for i in 1..4u8 {
         assert_eq!(c.pop().unwrap(), vec![i; 7]);
     }
     assert_eq!(c.pop().unwrap(), vec![9; 7]);
-    assert_eq!(c.pop().unwrap_err(), Error::Empty);
+    assert_eq!(c.pop().unwrap_err(), ReadError::Empty);
 }
 
 #[test]
@@ -219,10 +220,10 @@ fn hostile_tail_poisons_the_consumer() {
     // SAFETY: no other consumer of this buffer is used while it lives.
     let mut c = unsafe { heap::consumer(&buf) }.unwrap();
     scribble(&buf, TAIL_OFFSET, &10_000u64.to_ne_bytes());
-    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
+    assert_eq!(c.pop().unwrap_err(), ReadError::Corrupted(Corruption::Tail));
     // Poisoned: stays an error even after the value is fixed.
     scribble(&buf, TAIL_OFFSET, &0u64.to_ne_bytes());
-    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
+    assert_eq!(c.pop().unwrap_err(), ReadError::Corrupted(Corruption::Tail));
 }
 
 #[test]
@@ -236,7 +237,7 @@ fn hostile_record_length_is_corruption_not_a_panic() {
     scribble(&buf, HEADER_SIZE, &u32::MAX.to_ne_bytes());
     assert_eq!(
         c.pop().unwrap_err(),
-        Error::Corrupted(Corruption::RecordLength)
+        ReadError::Corrupted(Corruption::RecordLength)
     );
     let buf = Arc::new(AlignedBuf::segment(256).unwrap());
     // SAFETY: no other producer of this buffer is used while it lives.
@@ -247,7 +248,7 @@ fn hostile_record_length_is_corruption_not_a_panic() {
     scribble(&buf, HEADER_SIZE + 4, &7u32.to_ne_bytes());
     assert_eq!(
         c.pop().unwrap_err(),
-        Error::Corrupted(Corruption::RecordKind)
+        ReadError::Corrupted(Corruption::RecordKind)
     );
 }
 
@@ -261,7 +262,7 @@ fn hostile_head_poisons_the_producer() {
     scribble(&buf, HEAD_OFFSET, &1000u64.to_ne_bytes());
     assert_eq!(
         p.push(b"x").unwrap_err(),
-        Error::Corrupted(Corruption::Head)
+        PushError::Corrupted(Corruption::Head)
     );
 }
 
@@ -280,8 +281,8 @@ fn hostile_head_past_tail_after_a_release_poisons_the_producer() {
     assert_eq!(p.free_bytes(), Ok(64));
     // Aligned and less than `tail + last seen head`, but past `tail`.
     scribble(&buf, HEAD_OFFSET, &72u64.to_ne_bytes());
-    assert_eq!(p.free_bytes(), Err(Error::Corrupted(Corruption::Head)));
-    assert_eq!(p.push(b"x"), Err(Error::Corrupted(Corruption::Head)));
+    assert_eq!(p.free_bytes(), Err(PushError::Corrupted(Corruption::Head)));
+    assert_eq!(p.push(b"x"), Err(PushError::Corrupted(Corruption::Head)));
 }
 
 #[test]
@@ -297,8 +298,8 @@ fn hostile_tail_more_than_a_capacity_past_head_after_reads_poisons_the_consumer(
     assert_eq!(c.pop().unwrap(), vec![2; 24]);
     // head = last seen tail = 64: the valid tails are [64, 64 + 64].
     scribble(&buf, TAIL_OFFSET, &136u64.to_ne_bytes());
-    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
-    assert_eq!(c.used_bytes(), Err(Error::Corrupted(Corruption::Tail)));
+    assert_eq!(c.pop().unwrap_err(), ReadError::Corrupted(Corruption::Tail));
+    assert_eq!(c.used_bytes(), Err(Corruption::Tail));
 }
 
 #[test]
@@ -317,10 +318,10 @@ fn positions_run_up_to_max_position_and_a_tail_past_it_is_corruption() {
     assert_eq!(c.pop().unwrap(), vec![5; 24]);
     assert_eq!(c.position(), MAX_POSITION);
     // The producer refuses to go past it...
-    assert_eq!(p.push(b"x"), Err(Error::Corrupted(Corruption::Tail)));
+    assert_eq!(p.push(b"x"), Err(PushError::Corrupted(Corruption::Tail)));
     // ...and a tail moved past it is corrupt, though within a capacity of head.
     scribble(&buf, TAIL_OFFSET, &(MAX_POSITION + 8).to_ne_bytes());
-    assert_eq!(c.pop().unwrap_err(), Error::Corrupted(Corruption::Tail));
+    assert_eq!(c.pop().unwrap_err(), ReadError::Corrupted(Corruption::Tail));
 }
 
 #[test]
@@ -336,7 +337,7 @@ fn unaligned_or_too_large_tail_is_refused_when_a_side_attaches() {
         let buf = Arc::new(AlignedBuf::segment(256).unwrap());
         scribble(&buf, HEAD_OFFSET, &head.to_ne_bytes());
         scribble(&buf, TAIL_OFFSET, &tail.to_ne_bytes());
-        let want = Err(HeapError::Ring(Error::Corrupted(Corruption::Tail)));
+        let want = Err(HeapError::Corrupted(Corruption::Tail));
         // SAFETY: the side is dropped at once (attach fails); no other producer exists.
         let got = unsafe { heap::producer(&buf) }.map(|_| ());
         assert_eq!(got, want, "{head}, {tail}");
@@ -401,7 +402,6 @@ fn corruption_and_error_messages_name_what_is_wrong() {
             },
             "message has 8 bytes, expected 4",
         ),
-        (Error::TimedOut, "timed out"),
     ];
     for (error, text) in errors {
         assert_eq!(error.to_string(), text);
@@ -417,7 +417,7 @@ fn overwritten_own_index_is_detected() {
     scribble(&buf, TAIL_OFFSET, &0u64.to_ne_bytes());
     assert_eq!(
         p.push(b"x").unwrap_err(),
-        Error::Corrupted(Corruption::OwnIndex)
+        PushError::Corrupted(Corruption::OwnIndex)
     );
 }
 
@@ -433,7 +433,7 @@ fn threads_stream_many_messages_in_order() {
             loop {
                 match p.push(&msg) {
                     Ok(()) => break,
-                    Err(Error::Full) => {
+                    Err(PushError::Full) => {
                         p.wait_writable(msg.len(), Some(std::time::Duration::from_millis(10)))
                             .unwrap();
                     }
@@ -452,11 +452,11 @@ fn threads_stream_many_messages_in_order() {
                 assert!(msg[4..].iter().all(|&b| b == next as u8));
                 next += 1;
             }
-            Err(Error::Empty) => {
+            Err(ReadError::Empty) => {
                 c.wait_readable(Some(std::time::Duration::from_millis(10)))
                     .unwrap();
             }
-            Err(Error::Closed) => break,
+            Err(ReadError::Closed) => break,
             Err(e) => panic!("{e}"),
         }
     }

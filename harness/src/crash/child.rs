@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ringproof::shm::{self, OpenMode, Role};
-use ringproof::spsc::{Consumer, Error as RingError, Producer, Words};
+use ringproof::spsc::{Consumer, Error as RingError, Producer, PushError, ReadError, Words};
 use ringproof::sync::CrashPoint;
 
 use super::hook::{CrashShared, KillAt};
@@ -44,7 +44,7 @@ pub(super) fn child(role: Role, spec: &ChildSpec, side: &Side) -> i32 {
 /// Claims `role` in the segment, records the generation the claim bumped,
 /// and wraps the view in the crash hook armed as `spec` says.
 fn claim(role: Role, spec: &ChildSpec, side: &Side) -> Option<CrashShared> {
-    let shared = shm::claim(&spec.name, spec.capacity, role, OpenMode::Open).ok()?;
+    let shared = shm::claim(&spec.name, role, OpenMode::Open).ok()?;
     // Relaxed: our own claim bumped it, earlier in this thread.
     let generation = shared
         .generation(role == Role::Producer)
@@ -67,8 +67,8 @@ fn record_crossings(record: &RoleRecord, shared: &CrashShared) {
     }
 }
 
-fn ring_exit(e: RingError) -> i32 {
-    match e {
+fn ring_exit(e: impl Into<RingError>) -> i32 {
+    match e.into() {
         RingError::Closed => EXIT_CLOSED,
         _ => EXIT_RING,
     }
@@ -122,7 +122,7 @@ fn produce(p: &mut Producer<CrashShared>, spec: &ChildSpec, side: &Side) -> Resu
                 loop {
                     match p.push(&buf[..len]) {
                         Ok(()) => break,
-                        Err(RingError::Full) => {
+                        Err(PushError::Full) => {
                             p.wait_writable(len, Some(PARK)).map_err(ring_exit)?;
                         }
                         Err(e) => return Err(ring_exit(e)),
@@ -141,7 +141,7 @@ fn produce(p: &mut Producer<CrashShared>, spec: &ChildSpec, side: &Side) -> Resu
                             grant.commit();
                             break;
                         }
-                        Err(RingError::Full) => {
+                        Err(PushError::Full) => {
                             p.wait_writable(len, Some(PARK)).map_err(ring_exit)?;
                         }
                         Err(e) => return Err(ring_exit(e)),
@@ -170,7 +170,7 @@ fn produce(p: &mut Producer<CrashShared>, spec: &ChildSpec, side: &Side) -> Resu
                     let len = message_len(s, capacity);
                     match batch.reserve(len) {
                         Ok(slot) => encode(s, spec.incarnation, slot),
-                        Err(RingError::Full) => return Err(EXIT_BATCH_FULL),
+                        Err(PushError::Full) => return Err(EXIT_BATCH_FULL),
                         Err(e) => return Err(ring_exit(e)),
                     }
                 }
@@ -306,11 +306,11 @@ fn consume(c: &mut Consumer<CrashShared>, d: &mut Delivery<'_>) -> Result<(), i3
                     message.release();
                     d.released()?;
                 }
-                Err(RingError::Empty) => {
+                Err(ReadError::Empty) => {
                     reads -= 1;
                     c.wait_readable(Some(PARK)).map_err(ring_exit)?;
                 }
-                Err(RingError::Closed) => break,
+                Err(ReadError::Closed) => break,
                 Err(e) => return Err(ring_exit(e)),
             }
             continue;
@@ -328,7 +328,7 @@ fn consume(c: &mut Consumer<CrashShared>, d: &mut Delivery<'_>) -> Result<(), i3
         while (batch.len() as u64) < take {
             match batch.read() {
                 Ok(message) => d.deliver(message)?,
-                Err(RingError::Empty) => {
+                Err(ReadError::Empty) => {
                     spins += 1;
                     if spins < 64 {
                         std::thread::yield_now();
@@ -336,7 +336,7 @@ fn consume(c: &mut Consumer<CrashShared>, d: &mut Delivery<'_>) -> Result<(), i3
                         std::thread::sleep(Duration::from_micros(50));
                     }
                 }
-                Err(RingError::Closed) => {
+                Err(ReadError::Closed) => {
                     closed = true;
                     break;
                 }

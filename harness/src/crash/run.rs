@@ -102,9 +102,8 @@ impl<'a> Run<'a> {
         // children claim their roles. No descriptor of it stays open here.
         drop(shm::claim(
             &name,
-            capacity,
             Role::Consumer,
-            OpenMode::Create,
+            OpenMode::Create { capacity },
         )?);
         page.side().reset_all();
         report.runs += 1;

@@ -19,22 +19,37 @@ use super::segment::{Posix, Segment};
 use super::{Role, ShmError, validate_name};
 use crate::mem::MemShared;
 use crate::spsc::Words;
-use crate::spsc::{self, Consumer, Producer, Read};
-use crate::sync::Ordering;
+use crate::spsc::{
+    self, Batch, Consumer, Corruption, Grant, Message, PopIntoError, PopValueError, Producer,
+    PushError, ReadBatch, ReadError,
+};
+use crate::sync::{Ordering, Shared};
+
+/// The view of a segment a side runs over (the shipped backend, over a
+/// mapping kept alive by the `Arc`).
+pub type View = MemShared<Arc<Segment>>;
 
 /// Longest single park in the blocking calls; between parks they check
 /// whether the peer is still alive.
 const PARK: Duration = Duration::from_millis(50);
 
-/// How a shared-memory side is obtained.
+/// How a shared-memory side is obtained. Only the modes that may create a
+/// segment carry its capacity (data bytes: a power of two, see
+/// [`crate::layout::capacity_ok`]); an opener takes the size it finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
     /// Create the segment; fail if it exists.
-    Create,
+    Create {
+        /// Data bytes of the new ring.
+        capacity: u64,
+    },
     /// Open an existing segment; fail if absent.
     Open,
-    /// Create it if absent, else open it.
-    CreateOrOpen,
+    /// Create it if absent (with `capacity`), else open it (at its own size).
+    CreateOrOpen {
+        /// Data bytes of the ring, if this side creates it.
+        capacity: u64,
+    },
 }
 
 /// What keeps a claimed side's memory and role: the segment and the lease.
@@ -58,33 +73,23 @@ impl Claim {
 }
 
 /// Takes `role` of `name` as [`ShmProducer::new`] and [`ShmConsumer::new`]
-/// do (see [`OpenMode`]; `capacity` is used only when creating), and returns
+/// do (see [`OpenMode`]), and returns
 /// the one view of the segment for that role, so that a caller can run
 /// [`Producer`] or [`Consumer`] over its own [`Shared`] wrapping it. The
 /// view owns the role's lease: the role is held while it lives, and no
 /// second view for the role exists. Unlike the `Shm*` types, nothing here
 /// removes the name: the caller does.
-pub fn claim(
-    name: &str,
-    capacity: u64,
-    role: Role,
-    mode: OpenMode,
-) -> Result<MemShared<Claim>, ShmError> {
-    let (segment, lease) = acquire(name, capacity, role, mode)?;
+pub fn claim(name: &str, role: Role, mode: OpenMode) -> Result<MemShared<Claim>, ShmError> {
+    let (segment, lease) = acquire(name, role, mode)?;
     segment.checked_view(Claim {
         segment: Arc::clone(&segment),
         lease,
     })
 }
 
-fn acquire(
-    name: &str,
-    capacity: u64,
-    role: Role,
-    mode: OpenMode,
-) -> Result<(Arc<Segment>, Lease), ShmError> {
+fn acquire(name: &str, role: Role, mode: OpenMode) -> Result<(Arc<Segment>, Lease), ShmError> {
     let name = validate_name(name)?;
-    let (segment, lease) = lifecycle::acquire(&Posix, &name, capacity, role, mode)?;
+    let (segment, lease) = lifecycle::acquire(&Posix, &name, role, mode)?;
     Ok((Arc::new(segment), lease))
 }
 
@@ -112,7 +117,7 @@ fn park_slice(deadline: Option<Instant>) -> Result<Duration, ShmError> {
         Some(deadline) => {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                Err(ShmError::Ring(spsc::Error::TimedOut))
+                Err(ShmError::TimedOut)
             } else {
                 Ok(left.min(PARK))
             }
@@ -144,20 +149,20 @@ fn peer_gone(
     Ok(came.get())
 }
 
-/// The producer side of a shared-memory ring; derefs to [`Producer`].
+/// The producer side of a shared-memory ring: the [`Producer`] calls, the
+/// blocking ones, and leaving.
 #[derive(Debug)]
 pub struct ShmProducer {
-    inner: Producer<MemShared<Arc<Segment>>>,
+    inner: Producer<View>,
     segment: Arc<Segment>,
     lease: Option<Lease>,
     consumer_came: core::cell::Cell<bool>,
 }
 
 impl ShmProducer {
-    /// Takes the producer role of `name` (see [`OpenMode`]); `capacity` is
-    /// used only when creating.
-    pub fn new(name: &str, capacity: u64, mode: OpenMode) -> Result<Self, ShmError> {
-        let (segment, lease) = acquire(name, capacity, Role::Producer, mode)?;
+    /// Takes the producer role of `name` (see [`OpenMode`]).
+    pub fn new(name: &str, mode: OpenMode) -> Result<Self, ShmError> {
+        let (segment, lease) = acquire(name, Role::Producer, mode)?;
         let inner = Producer::new(segment.shared()?)?;
         if inner.is_closed() {
             return Err(ShmError::Ring(spsc::Error::Closed));
@@ -186,15 +191,15 @@ impl ShmProducer {
         let deadline = deadline(timeout);
         loop {
             match self.inner.push(message) {
-                Err(spsc::Error::Full) => {}
-                other => return other.map_err(ShmError::Ring),
+                Err(PushError::Full) => {}
+                other => return other.map_err(ShmError::from),
             }
             self.wait_room_until(message.len(), deadline)?;
         }
     }
 
     /// Waits up to `timeout` (`None`: forever) until a `len`-byte message
-    /// fits; `Err(Ring(TimedOut))` when it passes. A dead consumer does not
+    /// fits; `Err(TimedOut)` when it passes. A dead consumer does not
     /// end the wait: a successor takes its role over and releases. A stream
     /// that another process marked closed ends it with `Err(Ring(Closed))`.
     pub fn wait_room(&mut self, len: usize, timeout: Option<Duration>) -> Result<(), ShmError> {
@@ -221,16 +226,66 @@ impl ShmProducer {
     }
 }
 
-impl std::ops::Deref for ShmProducer {
-    type Target = Producer<MemShared<Arc<Segment>>>;
-    fn deref(&self) -> &Self::Target {
-        &self.inner
-    }
-}
-
-impl std::ops::DerefMut for ShmProducer {
-    fn deref_mut(&mut self) -> &mut Self::Target {
+/// The [`Producer`] calls, over this segment.
+impl ShmProducer {
+    /// The [`Producer`] itself, for code written once over any
+    /// [`Shared`] (the same function run in-process
+    /// and across processes). Leaving stays with this endpoint.
+    pub fn as_producer_mut(&mut self) -> &mut Producer<View> {
         &mut self.inner
+    }
+
+    /// [`Producer::reserve`].
+    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_, View>, PushError> {
+        self.inner.reserve(len)
+    }
+
+    /// [`Producer::push`].
+    pub fn push(&mut self, message: &[u8]) -> Result<(), PushError> {
+        self.inner.push(message)
+    }
+
+    /// [`Producer::push_value`].
+    pub fn push_value<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), PushError> {
+        self.inner.push_value(value)
+    }
+
+    /// [`Producer::batch`].
+    pub fn batch(&mut self) -> Batch<'_, View> {
+        self.inner.batch()
+    }
+
+    /// [`Producer::close`].
+    pub fn close(&mut self) -> Result<(), Corruption> {
+        self.inner.close()
+    }
+
+    /// [`Producer::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Size of the data region in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.inner.shared().capacity()
+    }
+
+    /// [`Producer::max_message`].
+    pub fn max_message(&self) -> usize {
+        self.inner.max_message()
+    }
+
+    /// [`Producer::position`].
+    pub fn position(&self) -> u64 {
+        self.inner.position()
+    }
+
+    /// [`Producer::free_bytes`].
+    pub fn free_bytes(&mut self) -> Result<u64, PushError> {
+        self.inner.free_bytes()
     }
 }
 
@@ -242,20 +297,20 @@ impl Drop for ShmProducer {
     }
 }
 
-/// The consumer side of a shared-memory ring; derefs to [`Consumer`].
+/// The consumer side of a shared-memory ring: the [`Consumer`] calls, the
+/// blocking ones, and leaving.
 #[derive(Debug)]
 pub struct ShmConsumer {
-    inner: Consumer<MemShared<Arc<Segment>>>,
+    inner: Consumer<View>,
     segment: Arc<Segment>,
     lease: Option<Lease>,
     producer_came: core::cell::Cell<bool>,
 }
 
 impl ShmConsumer {
-    /// Takes the consumer role of `name` (see [`OpenMode`]); `capacity` is
-    /// used only when creating.
-    pub fn new(name: &str, capacity: u64, mode: OpenMode) -> Result<Self, ShmError> {
-        let (segment, lease) = acquire(name, capacity, Role::Consumer, mode)?;
+    /// Takes the consumer role of `name` (see [`OpenMode`]).
+    pub fn new(name: &str, mode: OpenMode) -> Result<Self, ShmError> {
+        let (segment, lease) = acquire(name, Role::Consumer, mode)?;
         let inner = Consumer::new(segment.shared()?)?;
         Ok(ShmConsumer {
             inner,
@@ -279,7 +334,7 @@ impl ShmConsumer {
 
     /// Waits up to `timeout` (`None`: forever) until [`Consumer::read`] would
     /// not return `Empty` (a message, or the end of stream);
-    /// `Err(Ring(TimedOut))` when it passes. A producer that died without
+    /// `Err(TimedOut)` when it passes. A producer that died without
     /// closing is `Err(PeerDied)` once every committed message has been read.
     pub fn wait_message(&mut self, timeout: Option<Duration>) -> Result<(), ShmError> {
         let deadline = deadline(timeout);
@@ -302,22 +357,58 @@ impl ShmConsumer {
     pub fn read_blocking(
         &mut self,
         timeout: Option<Duration>,
-    ) -> Result<Read<'_, MemShared<Arc<Segment>>>, ShmError> {
+    ) -> Result<Message<'_, View>, ShmError> {
         self.wait_message(timeout)?;
-        self.inner.read().map_err(ShmError::Ring)
+        self.inner.read().map_err(ShmError::from)
     }
 }
 
-impl std::ops::Deref for ShmConsumer {
-    type Target = Consumer<MemShared<Arc<Segment>>>;
-    fn deref(&self) -> &Self::Target {
-        &self.inner
-    }
-}
-
-impl std::ops::DerefMut for ShmConsumer {
-    fn deref_mut(&mut self) -> &mut Self::Target {
+/// The [`Consumer`] calls, over this segment.
+impl ShmConsumer {
+    /// The [`Consumer`] itself, for code written once over any
+    /// [`Shared`]. Leaving stays with this endpoint.
+    pub fn as_consumer_mut(&mut self) -> &mut Consumer<View> {
         &mut self.inner
+    }
+
+    /// [`Consumer::read`].
+    pub fn read(&mut self) -> Result<Message<'_, View>, ReadError> {
+        self.inner.read()
+    }
+
+    /// [`Consumer::pop`].
+    pub fn pop(&mut self) -> Result<std::vec::Vec<u8>, ReadError> {
+        self.inner.pop()
+    }
+
+    /// [`Consumer::pop_into`].
+    pub fn pop_into(&mut self, buf: &mut [u8]) -> Result<usize, PopIntoError> {
+        self.inner.pop_into(buf)
+    }
+
+    /// [`Consumer::pop_value`].
+    pub fn pop_value<T: zerocopy::FromBytes>(&mut self) -> Result<T, PopValueError> {
+        self.inner.pop_value()
+    }
+
+    /// [`Consumer::read_batch`].
+    pub fn read_batch(&mut self) -> ReadBatch<'_, View> {
+        self.inner.read_batch()
+    }
+
+    /// Size of the data region in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.inner.shared().capacity()
+    }
+
+    /// [`Consumer::position`].
+    pub fn position(&self) -> u64 {
+        self.inner.position()
+    }
+
+    /// [`Consumer::used_bytes`].
+    pub fn used_bytes(&mut self) -> Result<u64, Corruption> {
+        self.inner.used_bytes()
     }
 }
 

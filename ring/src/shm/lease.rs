@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
 
-use super::{Role, ShmError, os_error};
+use super::{OsError, Role, ShmError, os_error};
 
 /// Byte of the segment file locked by the producer.
 pub const PRODUCER_LOCK_BYTE: i64 = 0;
@@ -53,7 +53,7 @@ fn flock(kind: i32, byte: i64) -> libc::flock {
 /// descriptor of the description closes (the process dies).
 fn own_fd(fd: &OwnedFd) -> Result<OwnedFd, ShmError> {
     fd.try_clone()
-        .map_err(|e| ShmError::Os("dup", Errno::from_raw(e.raw_os_error().unwrap_or(0))))
+        .map_err(|e| ShmError::Os(OsError::new("dup", e.raw_os_error().unwrap_or(0))))
 }
 
 /// Whether a live process holds `role` of the segment open as `fd`, through
@@ -89,7 +89,7 @@ impl Lease {
         match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
             Ok(_) => Ok(Lease { fd, role }),
             Err(Errno::EAGAIN) | Err(Errno::EACCES) => Err(ShmError::RoleTaken(role)),
-            Err(e) => Err(ShmError::Os("fcntl(F_OFD_SETLK)", e)),
+            Err(e) => Err(ShmError::os("fcntl(F_OFD_SETLK)", e)),
         }
     }
 

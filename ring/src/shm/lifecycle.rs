@@ -214,21 +214,20 @@ pub fn remove_name_unless<N: Namespace>(
 pub fn acquire<N: Namespace>(
     ns: &N,
     name: &str,
-    capacity: u64,
     role: Role,
     mode: OpenMode,
 ) -> Result<Taken<N>, ShmError> {
     for _ in 0..NAME_RETRIES {
         let taken = match mode {
-            OpenMode::Create => create(ns, name, capacity, role),
+            OpenMode::Create { capacity } => create(ns, name, capacity, role),
             OpenMode::Open => open_role(ns, name, role),
-            OpenMode::CreateOrOpen => create_or_open(ns, name, capacity, role),
+            OpenMode::CreateOrOpen { capacity } => create_or_open(ns, name, capacity, role),
         }?;
         if let Some(taken) = taken {
             return Ok(taken);
         }
     }
-    Err(ShmError::Os(
+    Err(ShmError::os(
         "taking a role: the name keeps changing",
         Errno::EAGAIN,
     ))

@@ -20,6 +20,24 @@
 //!
 //! The lifecycle rules (who waits for whom, who removes the name and when)
 //! are written in `docs/LAYOUT.md` for peers in other languages.
+//!
+//! ```
+//! use ringproof::shm::{OpenMode, ShmConsumer, ShmProducer};
+//! # let feed = ringproof::shm::TempName::new("doc-feed");
+//! # let feed = feed.name();
+//!
+//! let mut tx = ShmProducer::new(feed, OpenMode::CreateOrOpen { capacity: 1 << 20 })?;
+//! let mut grant = tx.reserve(5)?; // zero-copy: write in place
+//! grant.copy_from_slice(b"hello");
+//! grant.commit(); // the single Release store
+//! tx.close()?;
+//!
+//! let mut rx = ShmConsumer::new(feed, OpenMode::Open)?;
+//! let msg = rx.read_blocking(None)?; // &[u8] in place
+//! assert_eq!(&*msg, b"hello");
+//! msg.release(); // gives the bytes back
+//! # Ok::<(), ringproof::shm::ShmError>(())
+//! ```
 
 use std::fmt;
 use std::string::{String, ToString};
@@ -35,7 +53,7 @@ pub mod lifecycle;
 pub mod segment;
 pub mod temp_name;
 
-pub use endpoint::{Claim, OpenMode, ShmConsumer, ShmProducer, claim};
+pub use endpoint::{Claim, OpenMode, ShmConsumer, ShmProducer, View, claim};
 pub use lease::{CONSUMER_LOCK_BYTE, Lease, NAME_LOCK_BYTE, PRODUCER_LOCK_BYTE};
 pub use lifecycle::{Namespace, Removal};
 pub use segment::{Entry, Inspection, Posix, Segment, list, remove_stale, scan, unlink};
@@ -94,11 +112,13 @@ pub enum ShmError {
     Attach(AttachError),
     /// A ring operation failed.
     Ring(spsc::Error),
+    /// A blocking call waited its whole timeout.
+    TimedOut,
     /// The producer went away without closing the ring (after every committed
     /// message was delivered).
     PeerDied(Role),
     /// Another OS error, with what was being done.
-    Os(&'static str, Errno),
+    Os(OsError),
     /// Something that is not a segment has the name.
     NotASegment {
         /// Normalised name.
@@ -153,8 +173,9 @@ impl fmt::Display for ShmError {
             ),
             ShmError::Attach(e) => write!(f, "invalid segment: {e}"),
             ShmError::Ring(e) => e.fmt(f),
+            ShmError::TimedOut => f.write_str("timed out"),
             ShmError::PeerDied(role) => write!(f, "the {role} died without closing the ring"),
-            ShmError::Os(what, errno) => write!(f, "{what}: {}", errno.desc()),
+            ShmError::Os(e) => e.fmt(f),
             ShmError::NotASegment { name, what } => {
                 write!(f, "{name} is {what}, not a shared-memory segment")
             }
@@ -178,11 +199,88 @@ impl fmt::Display for ShmError {
     }
 }
 
-impl std::error::Error for ShmError {}
+impl std::error::Error for ShmError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ShmError::Os(e) => Some(e),
+            ShmError::Attach(e) => Some(e),
+            ShmError::Ring(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl ShmError {
+    /// The OS error `errno` of the call that was doing `what`.
+    pub(crate) fn os(what: &'static str, errno: Errno) -> Self {
+        ShmError::Os(OsError::new(what, errno as i32))
+    }
+}
+
+/// Every ring error converts through [`spsc::Error`] into [`ShmError::Ring`].
+macro_rules! from_ring_error {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for ShmError {
+            fn from(e: $ty) -> Self {
+                ShmError::Ring(spsc::Error::from(e))
+            }
+        }
+    )*};
+}
+
+from_ring_error!(
+    spsc::Corruption,
+    spsc::PushError,
+    spsc::ReadError,
+    spsc::PopIntoError,
+    spsc::PopValueError
+);
 
 impl From<spsc::Error> for ShmError {
     fn from(e: spsc::Error) -> Self {
         ShmError::Ring(e)
+    }
+}
+
+/// An OS call that failed: what was being done, and the error number, kept
+/// as this error's [`source`](std::error::Error::source) (a
+/// [`std::io::Error`]).
+#[derive(Debug)]
+pub struct OsError {
+    what: &'static str,
+    source: std::io::Error,
+}
+
+impl OsError {
+    /// Error number `errno` of the call that was doing `what`.
+    pub fn new(what: &'static str, errno: i32) -> Self {
+        OsError {
+            what,
+            source: std::io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    /// What was being done.
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// The OS error number (`errno`).
+    pub fn raw_os_error(&self) -> i32 {
+        self.source.raw_os_error().unwrap_or(0)
+    }
+}
+
+impl fmt::Display for OsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let desc = Errno::from_raw(self.raw_os_error()).desc();
+        write!(f, "{}: {desc}", self.what)
+    }
+}
+
+impl std::error::Error for OsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 
@@ -217,6 +315,6 @@ pub(crate) fn os_error(name: &str, what: &'static str, errno: Errno) -> ShmError
             name: name.to_string(),
             what: "a directory",
         },
-        other => ShmError::Os(what, other),
+        other => ShmError::os(what, other),
     }
 }

@@ -32,7 +32,7 @@ use zerocopy::IntoBytes;
 
 use super::lease::{Lease, NameLock, any_role_held, role_held_on};
 use super::lifecycle::{self, FileId, Look, Namespace, Removal};
-use super::{Role, ShmError, os_error, validate_name};
+use super::{OsError, Role, ShmError, os_error, validate_name};
 use crate::layout::{
     CONSUMER_GEN_OFFSET, HEADER_SIZE, Header, MAGIC, PRODUCER_GEN_OFFSET, max_message, segment_size,
 };
@@ -86,7 +86,7 @@ pub struct Inspection {
     pub error: Option<AttachError>,
     /// What a side attaching now would find wrong with `head` and `tail`
     /// (`None` when they are consistent, or when the header is invalid).
-    pub position_error: Option<spsc::Error>,
+    pub position_error: Option<spsc::Corruption>,
     /// Data region size (0 when the header is invalid).
     pub capacity: u64,
     /// Largest message.
@@ -342,7 +342,7 @@ impl Segment {
         }
         let fd = fd
             .try_clone()
-            .map_err(|e| ShmError::Os("dup", Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+            .map_err(|e| ShmError::Os(OsError::new("dup", e.raw_os_error().unwrap_or(0))))?;
         let segment = Segment::map(name.to_string(), fd, len as usize, id)?;
         segment.initialise(capacity);
         Ok(segment)
@@ -503,10 +503,10 @@ pub fn unlink(name: &str) -> Result<(), ShmError> {
 /// out. Nothing here blocks: FIFOs and symbolic links are never opened.
 pub fn scan() -> Result<Vec<Entry>, ShmError> {
     let dir = std::fs::read_dir("/dev/shm").map_err(|e| {
-        ShmError::Os(
+        ShmError::Os(OsError::new(
             "read_dir(/dev/shm)",
-            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-        )
+            e.raw_os_error().unwrap_or(0),
+        ))
     })?;
     let euid = nix::unistd::geteuid().as_raw();
     let mut out = Vec::new();

@@ -4,7 +4,10 @@
 use core::ops::Deref;
 use core::time::Duration;
 
-use super::{Corruption, Error, MAX_POSITION, Words, check_positions, copy_bytes, read_header};
+use super::{
+    Corruption, MAX_POSITION, PopIntoError, PopValueError, ReadError, Words, check_positions,
+    copy_bytes, read_header,
+};
 use crate::layout::{
     RECORD_ALIGN, RECORD_HEADER, RECORD_MESSAGE, RECORD_PADDING, lap, max_message, record_size,
 };
@@ -33,7 +36,7 @@ struct Found {
 impl<S: Shared> Consumer<S> {
     /// Takes the consuming side of `shared`, resuming from its released `head`:
     /// records a previous consumer read but did not release are read again.
-    pub fn new(shared: S) -> Result<Self, Error> {
+    pub fn new(shared: S) -> Result<Self, Corruption> {
         let capacity = shared.capacity();
         // Relaxed: our own index; the role hand-over orders a previous
         // consumer's stores before this load.
@@ -61,22 +64,22 @@ impl<S: Shared> Consumer<S> {
     }
 
     /// Committed bytes not yet released, as last seen (refreshes `tail`).
-    pub fn used_bytes(&mut self) -> Result<u64, Error> {
+    pub fn used_bytes(&mut self) -> Result<u64, Corruption> {
         self.usable()?;
         self.refresh_tail()?;
         Ok(self.cached_tail - self.head)
     }
 
     #[inline]
-    fn poison(&mut self, what: Corruption) -> Error {
+    fn poison(&mut self, what: Corruption) -> Corruption {
         self.poisoned = Some(what);
-        Error::Corrupted(what)
+        what
     }
 
     #[inline]
-    fn usable(&mut self) -> Result<(), Error> {
+    fn usable(&mut self) -> Result<(), Corruption> {
         if let Some(what) = self.poisoned {
-            return Err(Error::Corrupted(what));
+            return Err(what);
         }
         // Relaxed: our own index, only compared with the value we stored.
         if self.shared.head().load(Ordering::Relaxed) != self.head {
@@ -87,7 +90,7 @@ impl<S: Shared> Consumer<S> {
 
     /// Reloads `tail` and checks it lies in `[cached_tail, head + capacity]`.
     #[inline]
-    fn refresh_tail(&mut self) -> Result<(), Error> {
+    fn refresh_tail(&mut self) -> Result<(), Corruption> {
         // Acquire: pairs with the Release store in `Producer::publish`; the
         // records below the new tail are fully written.
         let untrusted_tail = self.shared.tail().load(Ordering::Acquire);
@@ -101,9 +104,9 @@ impl<S: Shared> Consumer<S> {
     }
 
     /// Finds the message at `from` (skipping a padding record), reloading
-    /// `tail` when the cached one says empty. At end of stream: [`Error::Closed`].
+    /// `tail` when the cached one says empty. At end of stream: [`ReadError::Closed`].
     #[inline]
-    fn find(&mut self, mut from: u64) -> Result<Found, Error> {
+    fn find(&mut self, mut from: u64) -> Result<Found, ReadError> {
         loop {
             if from == self.cached_tail {
                 self.refresh_tail()?;
@@ -111,11 +114,11 @@ impl<S: Shared> Consumer<S> {
                     // Acquire: pairs with the Release store in `Producer::close`,
                     // which follows the producer's last `tail` store.
                     if self.shared.closed().load(Ordering::Acquire) == 0 {
-                        return Err(Error::Empty);
+                        return Err(ReadError::Empty);
                     }
                     self.refresh_tail()?;
                     if from == self.cached_tail {
-                        return Err(Error::Closed);
+                        return Err(ReadError::Closed);
                     }
                 }
             }
@@ -135,7 +138,7 @@ impl<S: Shared> Consumer<S> {
             match kind {
                 RECORD_PADDING => {
                     if u64::from(untrusted_len) + RECORD_HEADER != to_end || to_end > available {
-                        return Err(self.poison(Corruption::RecordLength));
+                        return Err(self.poison(Corruption::RecordLength).into());
                     }
                     from += to_end;
                 }
@@ -143,7 +146,7 @@ impl<S: Shared> Consumer<S> {
                     let len = u64::from(untrusted_len);
                     let record = record_size(len);
                     if len > max_message(self.capacity) || record > available || record > to_end {
-                        return Err(self.poison(Corruption::RecordLength));
+                        return Err(self.poison(Corruption::RecordLength).into());
                     }
                     return Ok(Found {
                         payload: (offset + RECORD_HEADER) as usize,
@@ -151,7 +154,7 @@ impl<S: Shared> Consumer<S> {
                         next: from + record,
                     });
                 }
-                _ => return Err(self.poison(Corruption::RecordKind)),
+                _ => return Err(self.poison(Corruption::RecordKind).into()),
             }
         }
     }
@@ -177,16 +180,16 @@ impl<S: Shared> Consumer<S> {
         }
     }
 
-    /// The next message, to read in place; [`Read::release`] consumes it,
-    /// dropping the [`Read`] leaves it in the ring.
-    pub fn read(&mut self) -> Result<Read<'_, S>, Error> {
+    /// The next message, to read in place; [`Message::release`] consumes it,
+    /// dropping the [`Message`] leaves it in the ring.
+    pub fn read(&mut self) -> Result<Message<'_, S>, ReadError> {
         self.usable()?;
         let found = self.find(self.head)?;
         // SAFETY: `find` checked that the payload lies inside the data region
         // and inside `[head, tail)`, which the consumer owns.
         let (access, ptr) = unsafe { self.shared.data(found.payload, found.len, false) };
         self.shared.crash_point(CrashPoint::AfterRead);
-        Ok(Read {
+        Ok(Message {
             consumer: self,
             next: found.next,
             ptr,
@@ -196,11 +199,11 @@ impl<S: Shared> Consumer<S> {
     }
 
     /// Copies the next message into `buf` and releases it; returns its length.
-    pub fn pop_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+    pub fn pop_into(&mut self, buf: &mut [u8]) -> Result<usize, PopIntoError> {
         let read = self.read()?;
         let len = read.len();
         let Some(dest) = buf.get_mut(..len) else {
-            return Err(Error::BufferTooSmall { needed: len });
+            return Err(PopIntoError::BufferTooSmall { needed: len });
         };
         copy_bytes(dest, &read);
         read.release();
@@ -209,7 +212,7 @@ impl<S: Shared> Consumer<S> {
 
     /// Removes the next message and returns it.
     #[cfg(feature = "std")]
-    pub fn pop(&mut self) -> Result<std::vec::Vec<u8>, Error> {
+    pub fn pop(&mut self) -> Result<std::vec::Vec<u8>, ReadError> {
         let read = self.read()?;
         let out = read.to_vec();
         read.release();
@@ -218,10 +221,10 @@ impl<S: Shared> Consumer<S> {
 
     /// Reads the next message as a `T`; a message of another size is an
     /// error and stays in the ring.
-    pub fn pop_value<T: zerocopy::FromBytes>(&mut self) -> Result<T, Error> {
+    pub fn pop_value<T: zerocopy::FromBytes>(&mut self) -> Result<T, PopValueError> {
         let read = self.read()?;
         let Ok(value) = T::read_from_bytes(&read) else {
-            return Err(Error::SizeMismatch {
+            return Err(PopValueError::SizeMismatch {
                 expected: core::mem::size_of::<T>(),
                 actual: read.len(),
             });
@@ -242,11 +245,11 @@ impl<S: Shared> Consumer<S> {
     }
 
     /// Waits (spin, then park up to `park`) until [`read`](Self::read) would
-    /// not return [`Error::Empty`], or `park` has passed. `Ok(true)`: ready.
+    /// not return [`ReadError::Empty`], or `park` has passed. `Ok(true)`: ready.
     ///
     /// With a producer in another process, pass a bounded `park`: a producer
     /// that dies between its `tail` store and its wake-up never wakes us.
-    pub fn wait_readable(&mut self, park: Option<Duration>) -> Result<bool, Error> {
+    pub fn wait_readable(&mut self, park: Option<Duration>) -> Result<bool, Corruption> {
         self.usable()?;
         for _ in 0..S::SPINS {
             if self.readable()? {
@@ -270,7 +273,7 @@ impl<S: Shared> Consumer<S> {
 
     /// Whether a message or the end of stream is there to read.
     #[inline]
-    fn readable(&mut self) -> Result<bool, Error> {
+    fn readable(&mut self) -> Result<bool, Corruption> {
         if self.head != self.cached_tail {
             return Ok(true);
         }
@@ -283,7 +286,7 @@ impl<S: Shared> Consumer<S> {
 
 /// A message read in place; see [`Consumer::read`].
 #[derive(Debug)]
-pub struct Read<'a, S: Shared> {
+pub struct Message<'a, S: Shared> {
     consumer: &'a mut Consumer<S>,
     next: u64,
     ptr: *const u8,
@@ -291,11 +294,11 @@ pub struct Read<'a, S: Shared> {
     _access: S::Access,
 }
 
-impl<S: Shared> Read<'_, S> {
+impl<S: Shared> Message<'_, S> {
     /// Consumes the message: its bytes go back to the producer.
     pub fn release(self) {
         let next = self.next;
-        let Read {
+        let Message {
             consumer, _access, ..
         } = self;
         drop(_access);
@@ -303,7 +306,7 @@ impl<S: Shared> Read<'_, S> {
     }
 }
 
-impl<S: Shared> Deref for Read<'_, S> {
+impl<S: Shared> Deref for Message<'_, S> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: `find` checked these `len` bytes lie in `[head, tail)`, which
@@ -323,14 +326,14 @@ pub struct ReadBatch<'a, S: Shared> {
 
 impl<S: Shared> ReadBatch<'_, S> {
     /// The next message; the slice lives until the next call.
-    pub fn read(&mut self) -> Result<&[u8], Error> {
+    pub fn read(&mut self) -> Result<&[u8], ReadError> {
         if self.count == 0 {
             self.consumer.usable()?;
         } else if let Some(what) = self.consumer.poisoned {
             // `head` is checked once per batch, at its first read: nothing in
             // the batch stores it before the release. A `find` may still have
             // poisoned this side.
-            return Err(Error::Corrupted(what));
+            return Err(ReadError::Corrupted(what));
         }
         self._access = None;
         let found = self.consumer.find(self.next)?;

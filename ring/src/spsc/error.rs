@@ -30,40 +30,123 @@ impl fmt::Display for Corruption {
     }
 }
 
-/// Result of a ring operation that did not succeed.
+/// Why a push did not happen: [`Producer::reserve`], [`Producer::push`],
+/// [`Producer::push_value`], [`Batch::reserve`], [`Batch::push`], and the
+/// checks of [`Producer::wait_writable`] (never `Full`) and
+/// [`Producer::free_bytes`] (only `Closed` or `Corrupted`).
+///
+/// [`Producer::reserve`]: super::Producer::reserve
+/// [`Producer::push`]: super::Producer::push
+/// [`Producer::push_value`]: super::Producer::push_value
+/// [`Producer::wait_writable`]: super::Producer::wait_writable
+/// [`Producer::free_bytes`]: super::Producer::free_bytes
+/// [`Batch::reserve`]: super::Batch::reserve
+/// [`Batch::push`]: super::Batch::push
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Error {
+pub enum PushError {
     /// No room for the record now; retry after the consumer releases.
     Full,
-    /// No message now; retry after the producer commits.
-    Empty,
     /// The message can never fit this ring.
     TooLarge {
         /// Requested payload length.
         len: usize,
-        /// Largest payload this ring accepts ([`max_message`]).
+        /// Largest payload this ring accepts ([`crate::layout::max_message`]).
         max: usize,
     },
-    /// The producer closed the ring: no more pushes; for the consumer, every
-    /// message has been read (end of stream).
+    /// The ring is closed: no more pushes.
     Closed,
     /// The segment breaks an invariant; this side is poisoned.
+    Corrupted(Corruption),
+}
+
+/// Why a read did not return a message: [`Consumer::read`],
+/// [`Consumer::pop`], [`ReadBatch::read`].
+///
+/// [`Consumer::read`]: super::Consumer::read
+/// [`Consumer::pop`]: super::Consumer::pop
+/// [`ReadBatch::read`]: super::ReadBatch::read
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// No message now; retry after the producer commits.
+    Empty,
+    /// The producer closed the ring and every message has been read (end of
+    /// stream).
+    Closed,
+    /// The segment breaks an invariant; this side is poisoned.
+    Corrupted(Corruption),
+}
+
+/// Why [`Consumer::pop_into`](super::Consumer::pop_into) copied nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PopIntoError {
+    /// As [`ReadError::Empty`].
+    Empty,
+    /// As [`ReadError::Closed`].
+    Closed,
+    /// As [`ReadError::Corrupted`].
     Corrupted(Corruption),
     /// The caller's buffer cannot hold the message (it stays in the ring).
     BufferTooSmall {
         /// The message's length.
         needed: usize,
     },
-    /// A typed read found a message of another size (it stays in the ring).
+}
+
+/// Why [`Consumer::pop_value`](super::Consumer::pop_value) returned no value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PopValueError {
+    /// As [`ReadError::Empty`].
+    Empty,
+    /// As [`ReadError::Closed`].
+    Closed,
+    /// As [`ReadError::Corrupted`].
+    Corrupted(Corruption),
+    /// The message has another size than the type (it stays in the ring).
     SizeMismatch {
         /// `size_of` the requested type.
         expected: usize,
         /// The message's length.
         actual: usize,
     },
-    /// A blocking call waited its whole timeout.
-    TimedOut,
+}
+
+/// Any of the errors above, for code that handles every ring error alike
+/// (each converts into it with `?`). It holds one variant per distinct
+/// outcome and the messages every error displays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// [`PushError::Full`].
+    Full,
+    /// [`ReadError::Empty`] (and its copies).
+    Empty,
+    /// [`PushError::TooLarge`].
+    TooLarge {
+        /// Requested payload length.
+        len: usize,
+        /// Largest payload this ring accepts.
+        max: usize,
+    },
+    /// [`PushError::Closed`] or [`ReadError::Closed`].
+    Closed,
+    /// A [`Corruption`], from any operation.
+    Corrupted(Corruption),
+    /// [`PopIntoError::BufferTooSmall`].
+    BufferTooSmall {
+        /// The message's length.
+        needed: usize,
+    },
+    /// [`PopValueError::SizeMismatch`].
+    SizeMismatch {
+        /// `size_of` the requested type.
+        expected: usize,
+        /// The message's length.
+        actual: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -85,10 +168,111 @@ impl fmt::Display for Error {
             Error::SizeMismatch { expected, actual } => {
                 write!(f, "message has {actual} bytes, expected {expected}")
             }
-            Error::TimedOut => f.write_str("timed out"),
         }
     }
 }
+
+impl From<Corruption> for Error {
+    fn from(what: Corruption) -> Self {
+        Error::Corrupted(what)
+    }
+}
+
+impl From<PushError> for Error {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::Full => Error::Full,
+            PushError::TooLarge { len, max } => Error::TooLarge { len, max },
+            PushError::Closed => Error::Closed,
+            PushError::Corrupted(what) => Error::Corrupted(what),
+        }
+    }
+}
+
+impl From<ReadError> for Error {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Empty => Error::Empty,
+            ReadError::Closed => Error::Closed,
+            ReadError::Corrupted(what) => Error::Corrupted(what),
+        }
+    }
+}
+
+impl From<PopIntoError> for Error {
+    fn from(e: PopIntoError) -> Self {
+        match e {
+            PopIntoError::Empty => Error::Empty,
+            PopIntoError::Closed => Error::Closed,
+            PopIntoError::Corrupted(what) => Error::Corrupted(what),
+            PopIntoError::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+        }
+    }
+}
+
+impl From<PopValueError> for Error {
+    fn from(e: PopValueError) -> Self {
+        match e {
+            PopValueError::Empty => Error::Empty,
+            PopValueError::Closed => Error::Closed,
+            PopValueError::Corrupted(what) => Error::Corrupted(what),
+            PopValueError::SizeMismatch { expected, actual } => {
+                Error::SizeMismatch { expected, actual }
+            }
+        }
+    }
+}
+
+impl From<Corruption> for PushError {
+    fn from(what: Corruption) -> Self {
+        PushError::Corrupted(what)
+    }
+}
+
+impl From<Corruption> for ReadError {
+    fn from(what: Corruption) -> Self {
+        ReadError::Corrupted(what)
+    }
+}
+
+impl From<ReadError> for PopIntoError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Empty => PopIntoError::Empty,
+            ReadError::Closed => PopIntoError::Closed,
+            ReadError::Corrupted(what) => PopIntoError::Corrupted(what),
+        }
+    }
+}
+
+impl From<ReadError> for PopValueError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Empty => PopValueError::Empty,
+            ReadError::Closed => PopValueError::Closed,
+            ReadError::Corrupted(what) => PopValueError::Corrupted(what),
+        }
+    }
+}
+
+/// Displays each error as the [`Error`] it converts into (one text per outcome).
+macro_rules! display_as_error {
+    ($($ty:ty),*) => {$(
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                Error::from(*self).fmt(f)
+            }
+        }
+
+        #[cfg(feature = "std")]
+        impl std::error::Error for $ty {}
+    )*};
+}
+
+display_as_error!(PushError, ReadError, PopIntoError, PopValueError);
+
+#[cfg(feature = "std")]
+impl std::error::Error for Corruption {}
 
 #[cfg(feature = "std")]
 impl std::error::Error for Error {}

@@ -21,7 +21,7 @@
 //! Everything read from the segment (the other side's index, the record
 //! headers, our own index, which only we should write) is read once into a
 //! local and checked before use. A value that breaks an invariant poisons
-//! this side: the call returns [`Error::Corrupted`], and so does every later
+//! this side: the call returns its error's `Corrupted` variant, and so does every later
 //! call, without touching the segment again.
 //!
 //! # Caching
@@ -33,8 +33,10 @@
 //! # Files
 //!
 //! - `producer.rs`: [`Producer`], its zero-copy [`Grant`] and its [`Batch`];
-//! - `consumer.rs`: [`Consumer`], its in-place [`Read`] and its [`ReadBatch`];
-//! - `error.rs`: [`Error`] and [`Corruption`];
+//! - `consumer.rs`: [`Consumer`], its in-place [`Message`] and its [`ReadBatch`];
+//! - `error.rs`: the error of each operation ([`PushError`], [`ReadError`],
+//!   [`PopIntoError`], [`PopValueError`], [`Corruption`]) and [`Error`],
+//!   which each converts into;
 //! - this file: the words of the protocol ([`Words`]) and the helpers both
 //!   sides share.
 
@@ -42,8 +44,8 @@ mod consumer;
 mod error;
 mod producer;
 
-pub use consumer::{Consumer, Read, ReadBatch};
-pub use error::{Corruption, Error};
+pub use consumer::{Consumer, Message, ReadBatch};
+pub use error::{Corruption, Error, PopIntoError, PopValueError, PushError, ReadError};
 pub use producer::{Batch, Grant, Producer};
 
 use crate::layout::{
@@ -111,14 +113,14 @@ pub const WORDS32: [(usize, &str); 5] = [
 pub const MAX_POSITION: u64 = 1 << 62;
 
 /// Checks the two published positions as a fresh side finds them.
-fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), Error> {
+fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), Corruption> {
     // `head <= MAX_POSITION` too: with both below it, `tail - head` cannot
     // wrap into a small value (a head near 2^64 would pass the check below).
     if head % RECORD_ALIGN != 0 || head > MAX_POSITION {
-        return Err(Error::Corrupted(Corruption::Head));
+        return Err(Corruption::Head);
     }
     if tail % RECORD_ALIGN != 0 || tail > MAX_POSITION || tail.wrapping_sub(head) > capacity {
-        return Err(Error::Corrupted(Corruption::Tail));
+        return Err(Corruption::Tail);
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use core::ops::{Deref, DerefMut};
 use core::time::Duration;
 
-use super::{Corruption, Error, MAX_POSITION, Words, check_positions, copy_bytes};
+use super::{Corruption, MAX_POSITION, PushError, Words, check_positions, copy_bytes};
 use crate::layout::{
     RECORD_ALIGN, RECORD_HEADER, RECORD_MESSAGE, RECORD_PADDING, max_message, record_size,
     record_tag,
@@ -29,7 +29,7 @@ impl<S: Shared> Producer<S> {
     ///
     /// Anything a previous producer wrote past `tail` (an open reservation, a
     /// batch it did not commit) is free space again and will be overwritten.
-    pub fn new(shared: S) -> Result<Self, Error> {
+    pub fn new(shared: S) -> Result<Self, Corruption> {
         let capacity = shared.capacity();
         // Acquire: pairs with the Release store in `Consumer::release_to`, so
         // that the consumer's reads of released bytes happen before our writes.
@@ -72,27 +72,34 @@ impl<S: Shared> Producer<S> {
     }
 
     /// Free bytes as last seen (refreshes `head`).
-    pub fn free_bytes(&mut self) -> Result<u64, Error> {
+    pub fn free_bytes(&mut self) -> Result<u64, PushError> {
         self.usable()?;
         self.refresh_head()?;
         Ok(self.capacity - (self.tail - self.cached_head))
     }
 
     #[inline]
-    fn poison(&mut self, what: Corruption) -> Error {
+    fn poison(&mut self, what: Corruption) -> Corruption {
         self.poisoned = Some(what);
-        Error::Corrupted(what)
+        what
     }
 
     /// Fails when poisoned or closed, and checks that nobody rewrote `tail`.
     #[inline]
-    fn usable(&mut self) -> Result<(), Error> {
+    fn usable(&mut self) -> Result<(), PushError> {
         if let Some(what) = self.poisoned {
-            return Err(Error::Corrupted(what));
+            return Err(PushError::Corrupted(what));
         }
         if self.closed {
-            return Err(Error::Closed);
+            return Err(PushError::Closed);
         }
+        self.own_tail()?;
+        Ok(())
+    }
+
+    /// Checks that nobody rewrote `tail`.
+    #[inline]
+    fn own_tail(&mut self) -> Result<(), Corruption> {
         // Relaxed: our own index, only compared with the value we stored.
         if self.shared.tail().load(Ordering::Relaxed) != self.tail {
             return Err(self.poison(Corruption::OwnIndex));
@@ -102,7 +109,7 @@ impl<S: Shared> Producer<S> {
 
     /// Reloads `head` and checks it lies in `[cached_head, tail]`.
     #[inline]
-    fn refresh_head(&mut self) -> Result<(), Error> {
+    fn refresh_head(&mut self) -> Result<(), Corruption> {
         // Acquire: pairs with the Release store in `Consumer::release_to`;
         // the consumer's reads of the bytes it released happen before we
         // overwrite them.
@@ -120,10 +127,10 @@ impl<S: Shared> Producer<S> {
     /// wrap and the record header, and returns the record's payload offset
     /// and the position just past it.
     #[inline]
-    fn claim(&mut self, from: u64, len: usize) -> Result<(usize, u64), Error> {
+    fn claim(&mut self, from: u64, len: usize) -> Result<(usize, u64), PushError> {
         let max = self.max_message();
         if len > max {
-            return Err(Error::TooLarge { len, max });
+            return Err(PushError::TooLarge { len, max });
         }
         let record = record_size(len as u64);
         let offset = from & (self.capacity - 1);
@@ -140,12 +147,12 @@ impl<S: Shared> Producer<S> {
         let padding = if record <= to_end { 0 } else { to_end };
         let end = from + padding + record;
         if end > MAX_POSITION {
-            return Err(self.poison(Corruption::Tail));
+            return Err(self.poison(Corruption::Tail).into());
         }
         if end - self.cached_head > self.capacity {
             self.refresh_head()?;
             if end - self.cached_head > self.capacity {
-                return Err(Error::Full);
+                return Err(PushError::Full);
             }
         }
         if padding != 0 {
@@ -202,7 +209,7 @@ impl<S: Shared> Producer<S> {
     /// Reserves room for a `len`-byte message and gives it to write in place.
     ///
     /// The message is sent by [`Grant::commit`]; dropping the grant sends nothing.
-    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_, S>, Error> {
+    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_, S>, PushError> {
         self.usable()?;
         let (payload, end) = self.claim(self.tail, len)?;
         // SAFETY: `claim` placed the payload inside the data region
@@ -218,7 +225,7 @@ impl<S: Shared> Producer<S> {
     }
 
     /// Copies `message` into the ring and commits it.
-    pub fn push(&mut self, message: &[u8]) -> Result<(), Error> {
+    pub fn push(&mut self, message: &[u8]) -> Result<(), PushError> {
         let mut grant = self.reserve(message.len())?;
         let half = message.len() / 2;
         copy_bytes(&mut grant[..half], &message[..half]);
@@ -232,7 +239,7 @@ impl<S: Shared> Producer<S> {
     pub fn push_value<T: zerocopy::IntoBytes + zerocopy::Immutable>(
         &mut self,
         value: &T,
-    ) -> Result<(), Error> {
+    ) -> Result<(), PushError> {
         self.push(value.as_bytes())
     }
 
@@ -249,12 +256,16 @@ impl<S: Shared> Producer<S> {
     }
 
     /// Closes the ring: the consumer reads every committed message, then
-    /// [`Error::Closed`]. Later pushes fail with [`Error::Closed`].
-    pub fn close(&mut self) -> Result<(), Error> {
+    /// [`ReadError::Closed`](super::ReadError::Closed). Later pushes fail
+    /// with [`PushError::Closed`]. Closing a closed ring does nothing.
+    pub fn close(&mut self) -> Result<(), Corruption> {
         if self.closed {
             return Ok(());
         }
-        self.usable()?;
+        if let Some(what) = self.poisoned {
+            return Err(what);
+        }
+        self.own_tail()?;
         self.shared.crash_point(CrashPoint::BeforeClose);
         // Release: orders every `tail` store before it; pairs with the Acquire
         // load of `closed` in `Consumer::find`, which then reloads the final tail.
@@ -269,11 +280,11 @@ impl<S: Shared> Producer<S> {
     ///
     /// With a consumer in another process, pass a bounded `park`: a consumer
     /// that dies between its `head` store and its wake-up never wakes us.
-    pub fn wait_writable(&mut self, len: usize, park: Option<Duration>) -> Result<bool, Error> {
+    pub fn wait_writable(&mut self, len: usize, park: Option<Duration>) -> Result<bool, PushError> {
         self.usable()?;
         let max = self.max_message();
         if len > max {
-            return Err(Error::TooLarge { len, max });
+            return Err(PushError::TooLarge { len, max });
         }
         let record = record_size(len as u64);
         let offset = self.tail & (self.capacity - 1);
@@ -360,7 +371,7 @@ pub struct Batch<'a, S: Shared> {
 impl<S: Shared> Batch<'_, S> {
     /// Adds a `len`-byte record to the batch and gives it to write in place;
     /// the slice lives until the next call.
-    pub fn reserve(&mut self, len: usize) -> Result<&mut [u8], Error> {
+    pub fn reserve(&mut self, len: usize) -> Result<&mut [u8], PushError> {
         if self.count == 0 {
             self.producer.usable()?;
         } else {
@@ -369,7 +380,7 @@ impl<S: Shared> Batch<'_, S> {
             // change while the batch borrows the producer. A `claim` below
             // may still have poisoned this side.
             if let Some(what) = self.producer.poisoned {
-                return Err(Error::Corrupted(what));
+                return Err(PushError::Corrupted(what));
             }
             self.producer.shared.crash_point(CrashPoint::MidBatch);
         }
@@ -387,7 +398,7 @@ impl<S: Shared> Batch<'_, S> {
     }
 
     /// Copies `message` into the batch.
-    pub fn push(&mut self, message: &[u8]) -> Result<(), Error> {
+    pub fn push(&mut self, message: &[u8]) -> Result<(), PushError> {
         copy_bytes(self.reserve(message.len())?, message);
         Ok(())
     }

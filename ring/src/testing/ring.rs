@@ -151,7 +151,6 @@ impl TestRing {
     /// capacity or not a multiple of 8, stages a batch record it reported as
     /// failed, or answers a re-attach with an untyped error.
     pub fn apply(&mut self, op: &Op) -> Outcome {
-        let unit = |r: Result<(), Error>| r.map(|()| Vec::new());
         let capacity = self.capacity;
         let buf = &self.buf;
         let count = |what: &str, n: u64| {
@@ -185,27 +184,40 @@ impl TestRing {
                 }
                 out
             }
-            Op::Pop => vec![self.consumer.pop()],
-            Op::ReadRelease | Op::ReadDrop => vec![self.consumer.read().map(|read| {
-                assert_in_data(buf, capacity, &read);
-                let bytes = read.to_vec();
-                if *op == Op::ReadRelease {
-                    read.release();
-                }
-                bytes
-            })],
+            Op::Pop => vec![self.consumer.pop().map_err(Error::from)],
+            Op::ReadRelease | Op::ReadDrop => vec![
+                self.consumer
+                    .read()
+                    .map(|read| {
+                        assert_in_data(buf, capacity, &read);
+                        let bytes = read.to_vec();
+                        if *op == Op::ReadRelease {
+                            read.release();
+                        }
+                        bytes
+                    })
+                    .map_err(Error::from),
+            ],
             Op::PopInto { buf_len } => {
                 let mut out = vec![0u8; *buf_len];
-                vec![self.consumer.pop_into(&mut out).map(|n| out[..n].to_vec())]
+                vec![
+                    self.consumer
+                        .pop_into(&mut out)
+                        .map(|n| out[..n].to_vec())
+                        .map_err(Error::from),
+                ]
             }
             Op::BatchPop { n, release } => {
                 let mut batch = self.consumer.read_batch();
                 let out: Outcome = (0..*n)
                     .map(|_| {
-                        batch.read().map(|slice| {
-                            assert_in_data(buf, capacity, slice);
-                            slice.to_vec()
-                        })
+                        batch
+                            .read()
+                            .map(|slice| {
+                                assert_in_data(buf, capacity, slice);
+                                slice.to_vec()
+                            })
+                            .map_err(Error::from)
                     })
                     .collect();
                 if *release {
@@ -214,8 +226,18 @@ impl TestRing {
                 out
             }
             Op::Close => vec![unit(self.producer.close())],
-            Op::FreeBytes => vec![self.producer.free_bytes().map(|n| count("free_bytes", n))],
-            Op::UsedBytes => vec![self.consumer.used_bytes().map(|n| count("used_bytes", n))],
+            Op::FreeBytes => vec![
+                self.producer
+                    .free_bytes()
+                    .map(|n| count("free_bytes", n))
+                    .map_err(Error::from),
+            ],
+            Op::UsedBytes => vec![
+                self.consumer
+                    .used_bytes()
+                    .map(|n| count("used_bytes", n))
+                    .map_err(Error::from),
+            ],
             // SAFETY: the new producer replaces the old one at once, which
             // is then dropped; one thread.
             Op::ReattachProducer => replace(&mut self.producer, unsafe { heap::producer(buf) }),
@@ -304,6 +326,11 @@ impl TestRing {
     }
 }
 
+/// The outcome of an operation that returns nothing on success.
+fn unit<E: Into<Error>>(result: Result<(), E>) -> Result<Vec<u8>, Error> {
+    result.map(|()| Vec::new()).map_err(Into::into)
+}
+
 /// Puts a new side in place of `side` and returns `[Ok]`; or keeps the old
 /// one and returns the protocol's typed error, or nothing when the header
 /// check refused the new side (the peer rewrote the immutable header).
@@ -313,7 +340,7 @@ fn replace<T>(side: &mut T, new: Result<T, HeapError>) -> Outcome {
             *side = new;
             vec![Ok(Vec::new())]
         }
-        Err(HeapError::Ring(e)) => vec![Err(e)],
+        Err(HeapError::Corrupted(what)) => vec![Err(Error::Corrupted(what))],
         Err(HeapError::Attach(_)) => Vec::new(),
         Err(e) => panic!("re-attach: untyped error {e}"),
     }
