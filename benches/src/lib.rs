@@ -222,24 +222,7 @@ impl From<ringproof::heap::HeapError> for BenchError {
     }
 }
 
-/// Every ring error converts through [`ringproof::Error`].
-macro_rules! from_ring_error {
-    ($($ty:ty),*) => {$(
-        impl From<$ty> for BenchError {
-            fn from(e: $ty) -> Self {
-                BenchError::Ring(ringproof::Error::from(e))
-            }
-        }
-    )*};
-}
-
-from_ring_error!(
-    ringproof::Corruption,
-    ringproof::PushError,
-    ringproof::ReadError,
-    ringproof::PopIntoError,
-    ringproof::PopValueError
-);
+ringproof::from_ring_errors!(BenchError);
 
 impl From<ringproof::Error> for BenchError {
     fn from(e: ringproof::Error) -> Self {

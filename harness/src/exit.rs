@@ -166,24 +166,7 @@ impl From<RingError> for CliError {
     }
 }
 
-/// Every ring error converts through [`RingError`].
-macro_rules! from_ring_error {
-    ($($ty:ty),*) => {$(
-        impl From<$ty> for CliError {
-            fn from(e: $ty) -> Self {
-                CliError::from(RingError::from(e))
-            }
-        }
-    )*};
-}
-
-from_ring_error!(
-    ringproof::Corruption,
-    ringproof::PushError,
-    ringproof::ReadError,
-    ringproof::PopIntoError,
-    ringproof::PopValueError
-);
+ringproof::from_ring_errors!(CliError);
 
 /// Turns a clap error into the one-line form (exit 2), or `None` for
 /// `--help` and `--version`, which clap prints itself (exit 0).

@@ -8,6 +8,11 @@
 //! Cargo's target tmp dir; a missing `cc` fails every test here, clearly.
 //! Every segment name is a `TempName`, removed on drop; every process is a
 //! `Proc`, killed on drop.
+//!
+//! One file (~750 lines): every scenario runs the same two C programs, built
+//! once per test process, through the same process and stream helpers; the
+//! scenarios follow the list of peer rules in `docs/LAYOUT.md` and read best
+//! as one list.
 
 use std::fs::File;
 use std::io::{Read, Write};

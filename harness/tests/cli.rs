@@ -3,6 +3,11 @@
 //!
 //! Every segment name comes from a `TempName` (pid + counter) that removes it
 //! on drop, and every spawned process is killed on drop, also when a test fails.
+//!
+//! One file (~800 lines): one test per flag, exit code and message the README
+//! names, all over the same few helpers (run the binary, start a peer, check
+//! an exit code and its one stderr line); split by subcommand, each part
+//! would be a short list of tests importing the same helpers.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -17,16 +17,18 @@
 //!   `head` when its cached copy says full (and in `free_bytes`);
 //! - a record header when the consumer reads that record.
 
+mod support;
+
 use std::io::{Read as _, Write as _};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::fcntl::OFlag;
 use nix::sys::mman::shm_open;
 use nix::sys::resource::{Resource, setrlimit};
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, ftruncate, pipe};
+use nix::unistd::{ForkResult, fork, ftruncate, pipe};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 
@@ -39,6 +41,7 @@ use ringproof::testing::{Differential, Op, TempName, TestRing, hostile_strategy,
 use ringproof::validate::AttachError;
 use ringproof::{Consumer, Corruption, Producer};
 use ringproof::{PushError, ReadError};
+use support::ForkedChild;
 
 /// Every test in this file holds this lock, so that the forking test forks
 /// while no other test thread runs.
@@ -303,18 +306,6 @@ fn random_rewrites_between_operations_give_typed_errors_never_a_panic() {
 // Truncation under a live mapping
 // ---------------------------------------------------------------------------
 
-/// Kills and reaps the child if the parent fails first.
-struct Child(Option<Pid>);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-        }
-    }
-}
-
 /// Another process shrinks the segment file while a consumer has it mapped.
 /// The kernel answers a touch of a page past the new end with `SIGBUS`: no
 /// library code runs, so the consumer process dies. This test shows it
@@ -361,7 +352,7 @@ fn truncated_segment_kills_a_toucher_with_sigbus_and_reopen_is_a_size_error() {
         }
         ForkResult::Parent { child } => {
             drop((ready_tx, go_rx));
-            let mut guard = Child(Some(child));
+            let mut guard = ForkedChild(Some(child));
             let mut from_child = std::fs::File::from(ready_rx);
             let mut byte = [0u8; 1];
             from_child.read_exact(&mut byte).unwrap();

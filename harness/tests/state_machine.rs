@@ -15,14 +15,15 @@
 //! A failure shrinks to a minimal sequence and is saved under
 //! `proptest-regressions/`, which is replayed first on every later run.
 
+mod support;
+
 use std::io::{Read as _, Write as _};
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, pipe};
+use nix::unistd::{ForkResult, fork, pipe};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
@@ -34,6 +35,7 @@ use ringproof::testing::{
     Model, Op, Outcome, Side, TempName, TestRing, bytes_of, payload, sequential_strategy,
 };
 use ringproof::{PopIntoError, PushError, ReadError};
+use support::ForkedChild;
 
 // ---------------------------------------------------------------------------
 // Test plumbing
@@ -433,18 +435,6 @@ fn run_consumer(name: &str, ops: &[Op], stream: &[Vec<u8>]) -> Result<Vec<Vec<u8
     Ok(received)
 }
 
-/// Kills and reaps the child if the parent fails first.
-struct Child(Option<Pid>);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-        }
-    }
-}
-
 fn two_process_case(capacity: u64, ops: &[Op]) {
     let (stream, producer_results) = producer_oracle(capacity, ops);
     let name = TempName::for_test("sm2");
@@ -475,7 +465,7 @@ fn two_process_case(capacity: u64, ops: &[Op]) {
         }
         ForkResult::Parent { child } => {
             drop(tx);
-            let mut guard = Child(Some(child));
+            let mut guard = ForkedChild(Some(child));
             let producer = run_producer(name.name(), ops, &producer_results);
             let mut report = String::new();
             std::fs::File::from(rx)

@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that drive real processes (`cli.rs`,
-//! `c_peer.rs`): spawned processes killed on drop, polling a condition with
-//! a deadline, deterministic data, and the role state of a segment.
+//! `c_peer.rs`, and the forked children of `hostile.rs` and
+//! `state_machine.rs`): spawned and forked processes killed on drop, polling
+//! a condition with a deadline, deterministic data, and the role state of a
+//! segment.
 //!
 //! Each test binary uses a subset of these, hence `allow(dead_code)`.
 #![allow(dead_code)]
@@ -12,6 +14,19 @@ use std::time::{Duration, Instant};
 
 use ringproof::shm::Segment;
 use ringproof::testing::TempName;
+
+/// A forked child (`Some` until reaped), killed and reaped if the parent
+/// fails first.
+pub struct ForkedChild(pub Option<nix::unistd::Pid>);
+
+impl Drop for ForkedChild {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
 
 /// A count from the environment, or `default`.
 pub fn env_count(var: &str, default: u64) -> u64 {

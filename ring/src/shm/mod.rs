@@ -217,24 +217,7 @@ impl ShmError {
     }
 }
 
-/// Every ring error converts through [`spsc::Error`] into [`ShmError::Ring`].
-macro_rules! from_ring_error {
-    ($($ty:ty),*) => {$(
-        impl From<$ty> for ShmError {
-            fn from(e: $ty) -> Self {
-                ShmError::Ring(spsc::Error::from(e))
-            }
-        }
-    )*};
-}
-
-from_ring_error!(
-    spsc::Corruption,
-    spsc::PushError,
-    spsc::ReadError,
-    spsc::PopIntoError,
-    spsc::PopValueError
-);
+crate::from_ring_errors!(ShmError);
 
 impl From<spsc::Error> for ShmError {
     fn from(e: spsc::Error) -> Self {

@@ -276,3 +276,27 @@ impl std::error::Error for Corruption {}
 
 #[cfg(feature = "std")]
 impl std::error::Error for Error {}
+
+/// Implements `From<E>` for `$target` for each per-operation ring error `E`
+/// (and [`Corruption`]), through [`Error`]: `$target` must implement
+/// `From<ringproof::Error>`. For error types of code that handles every ring
+/// error alike and wants `?` on each operation.
+#[macro_export]
+macro_rules! from_ring_errors {
+    ($target:ty) => {
+        $crate::from_ring_errors!(@each $target;
+            $crate::Corruption,
+            $crate::PushError,
+            $crate::ReadError,
+            $crate::PopIntoError,
+            $crate::PopValueError
+        );
+    };
+    (@each $target:ty; $($error:ty),*) => {$(
+        impl ::core::convert::From<$error> for $target {
+            fn from(e: $error) -> Self {
+                <$target>::from($crate::Error::from(e))
+            }
+        }
+    )*};
+}
