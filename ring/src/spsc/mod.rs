@@ -28,7 +28,6 @@
 //!
 //! Each side caches the other's index and reloads it only when the cached
 //! value says the ring is full (producer) or empty (consumer).
-
 //!
 //! # Files
 //!
