@@ -492,6 +492,8 @@ fn two_processes_deliver_the_oracle_stream() {
     );
     let result = runner.run(&strategy, |(state, ops, seen)| {
         if let Some(seen) = seen {
+            // SeqCst: a plain count read after the runner returns (any
+            // ordering would do; nothing pairs with it).
             seen.fetch_add(ops.len(), AtomicOrdering::SeqCst);
         }
         two_process_case(state.model.capacity, &ops);

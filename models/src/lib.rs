@@ -219,7 +219,7 @@ mod tests {
 
     /// The forwarding of every word operation, on one thread.
     fn exercise<W64: Word64, W32: Word32>(wide: &W64, narrow: &W32) {
-        // Relaxed (all below): one thread, nothing to order.
+        // Relaxed: one thread, nothing to order (every load and store below).
         let r = Ordering::Relaxed;
         assert_eq!(wide.compare_exchange(5, 7, r, r), Ok(5));
         assert_eq!(wide.compare_exchange(5, 9, r, r), Err(7));

@@ -121,10 +121,10 @@ impl<O, H> MemShared<O, H> {
     }
 }
 
-// SAFETY: `capacity` comes from a checked header and never changes; `data`
-// stays inside the `HEADER_SIZE + capacity` bytes `attach` checked; each word
-// is the fixed header bytes at its offset, checked to lie in the header,
-// before the data region.
+// `capacity` comes from a checked header and never changes; `data` stays
+// inside the `HEADER_SIZE + capacity` bytes `attach` checked.
+// SAFETY: as above; each word is the fixed header bytes at its offset,
+// checked to lie in the header, before the data region.
 unsafe impl<O, H: CrashHook> Shared for MemShared<O, H> {
     type W64 = AtomicU64;
     type W32 = AtomicU32;
@@ -212,7 +212,7 @@ mod tests {
     fn words_compare_exchange_and_fetch_add_on_the_header_bytes() {
         let view = fresh_view();
         let word = view.word64(crate::layout::HEAD_OFFSET);
-        // Relaxed (all below): one thread, no other access to order.
+        // Relaxed: one thread, no other access to order (all below).
         assert_eq!(
             word.compare_exchange(0, 40, Ordering::Relaxed, Ordering::Relaxed),
             Ok(0)

@@ -141,7 +141,7 @@ impl Side {
         self.log_len.store(0, Ordering::Relaxed);
     }
 
-    // Relaxed throughout the driver's side: it writes before `fork`, which
+    // Relaxed: throughout the driver's side: it writes before `fork`, which
     // orders the writes before everything the child does, and reads after
     // `waitpid`, which orders everything the dead child did before it.
     /// Prepares the page for the next child of `role`, which starts at

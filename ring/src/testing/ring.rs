@@ -291,7 +291,7 @@ impl TestRing {
         same("capacity", checked.capacity(), model.capacity)?;
         // SAFETY: the view only loads the shared words; no side runs over it.
         let shared = unsafe { heap::shared(&self.buf) }.map_err(|e| format!("shared view: {e}"))?;
-        // Relaxed (all three): both sides of a `TestRing` run on this thread,
+        // Relaxed: (all three) both sides of a `TestRing` run on this thread,
         // so every store they made is sequenced before these loads; nothing
         // is read on the strength of them but the words themselves.
         same(
