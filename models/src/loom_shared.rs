@@ -47,6 +47,11 @@ pub enum WordAccess {
 struct Segment {
     words64: WordTable<LoomWord64>,
     words32: WordTable<LoomWord32>,
+    /// One word per 8-byte data word, for protocols whose record headers
+    /// are atomic ([`Shared::data_word64`]); empty for SPSC. Separate from
+    /// `bytes`: the protocol touches a record header's 8 bytes only through
+    /// its word, so the model need not alias them.
+    data_words: Box<[LoomWord64]>,
     capacity: u64,
     /// The data bytes, as 8-byte words (so the region is 8-aligned).
     bytes: Box<[UnsafeCell<u64>]>,
@@ -76,11 +81,29 @@ impl LoomShared {
     ///
     /// When `capacity` is not one the ring accepts.
     pub fn new(capacity: u64) -> Self {
+        Self::with_words(capacity, &spsc::WORDS64, &spsc::WORDS32, false)
+    }
+
+    /// A fresh segment of `capacity` data bytes with the header words a
+    /// protocol lists (`(offset, name)`), and a word per 8 data bytes when
+    /// `data_words` (e.g. [`ringproof::mpsc::WORDS64`], `true` for MPSC).
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is not one the ring accepts.
+    pub fn with_words(
+        capacity: u64,
+        words64: &[(usize, &str)],
+        words32: &[(usize, &str)],
+        data_words: bool,
+    ) -> Self {
         assert!(capacity_ok(capacity), "bad model capacity {capacity}");
         let words = (capacity / RECORD_ALIGN) as usize;
+        let data_words = if data_words { words } else { 0 };
         LoomShared(Arc::new(Segment {
-            words64: WordTable::new(&spsc::WORDS64, || LoomWord64::new(0)),
-            words32: WordTable::new(&spsc::WORDS32, || LoomWord32::new(0)),
+            words64: WordTable::new(words64, || LoomWord64::new(0)),
+            words32: WordTable::new(words32, || LoomWord32::new(0)),
+            data_words: (0..data_words).map(|_| LoomWord64::new(0)).collect(),
             capacity,
             bytes: (0..words).map(|_| UnsafeCell::new(0)).collect(),
             cells: (0..words).map(|_| LoomUnsafeCell::new(())).collect(),
@@ -122,6 +145,13 @@ unsafe impl Shared for LoomShared {
     }
     fn capacity(&self) -> u64 {
         self.0.capacity
+    }
+    fn data_word64(&self, offset: usize) -> &LoomWord64 {
+        assert!(offset % 8 == 0, "unaligned data word {offset}");
+        match self.0.data_words.get(offset / 8) {
+            Some(word) => word,
+            None => panic!("the model segment has no data word at {offset}"),
+        }
     }
 
     unsafe fn data(&self, offset: usize, len: usize, write: bool) -> (Vec<WordAccess>, *mut u8) {

@@ -66,8 +66,10 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod bytes;
 pub mod layout;
 pub mod mem;
+pub mod mpsc;
 pub mod spsc;
 pub mod sync;
 pub mod validate;

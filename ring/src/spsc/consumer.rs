@@ -4,7 +4,8 @@
 use core::ops::Deref;
 use core::time::Duration;
 
-use super::{Corruption, Error, MAX_POSITION, Words, check_positions, copy_bytes, read_header};
+use super::{Corruption, Error, MAX_POSITION, Words, check_positions, read_header};
+use crate::bytes::copy_bytes;
 use crate::layout::{
     RECORD_ALIGN, RECORD_HEADER, RECORD_MESSAGE, RECORD_PADDING, lap, max_message, record_size,
 };

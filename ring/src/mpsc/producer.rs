@@ -1,0 +1,404 @@
+//! A producing side: claims a record with one compare-exchange of its
+//! header word (owner included), writes the payload in place, commits with
+//! one Release store of the same word.
+
+use core::ops::{Deref, DerefMut};
+use core::time::Duration;
+
+use super::layout::{Claim, MAX_SLOTS, free_word, gen_low, kind, kind_of, lap_low};
+use super::{Corruption, OpenError, PushError, Words, claim_fits, lap};
+use crate::bytes::copy_bytes;
+use crate::layout::{MAX_POSITION, RECORD_ALIGN, RECORD_HEADER, max_message, record_size};
+use crate::sync::{CrashPoint, Ordering, Shared, Word32, Word64};
+
+/// One producer of an MPSC ring, holding one slot.
+#[derive(Debug)]
+pub struct Producer<S: Shared> {
+    shared: S,
+    capacity: u64,
+    slot: u8,
+    /// The low bits of this producer's slot generation, put in its claims.
+    gen_low: u32,
+    /// Last `head` seen; only grows.
+    cached_head: u64,
+    poisoned: Option<Corruption>,
+    closed: bool,
+}
+
+/// What `claim` found: where a claimed message record lies.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    position: u64,
+    claim: Claim,
+}
+
+impl<S: Shared> Producer<S> {
+    /// Takes producer slot `slot` of `shared`: bumps the slot's generation
+    /// and puts it (low bits) in every claim, so that the consumer asks its
+    /// [`super::Liveness`] about this producer and not a predecessor.
+    pub fn new(shared: S, slot: u8) -> Result<Self, OpenError> {
+        if slot as usize >= MAX_SLOTS {
+            let max = MAX_SLOTS as u32;
+            return Err(OpenError::BadSlot { slot, max });
+        }
+        // Relaxed: a counter; whoever hands the slot over (a lease, a join)
+        // orders a predecessor's accesses before ours.
+        let generation = shared.slot_gen(slot).fetch_add(1, Ordering::Relaxed);
+        // Acquire: pairs with the Release store in `Consumer::release_to`;
+        // the consumer's accesses to the released bytes happen before ours.
+        let head = shared.head().load(Ordering::Acquire);
+        if head % RECORD_ALIGN != 0 || head > MAX_POSITION {
+            return Err(OpenError::Corrupted(Corruption::Head));
+        }
+        // Relaxed: a closed stream only makes this producer refuse to push.
+        let closed = shared.closed().load(Ordering::Relaxed) != 0;
+        Ok(Producer {
+            capacity: shared.capacity(),
+            shared,
+            slot,
+            gen_low: gen_low(generation.wrapping_add(1)),
+            cached_head: head,
+            poisoned: None,
+            closed,
+        })
+    }
+
+    /// The shared state this producer runs over.
+    pub fn shared(&self) -> &S {
+        &self.shared
+    }
+
+    /// This producer's slot.
+    pub fn slot(&self) -> u8 {
+        self.slot
+    }
+
+    /// The low bits of this producer's slot generation (what its claims carry).
+    pub fn generation(&self) -> u32 {
+        self.gen_low
+    }
+
+    /// Largest payload [`reserve`](Self::reserve) accepts.
+    pub fn max_message(&self) -> usize {
+        max_message(self.capacity) as usize
+    }
+
+    fn poison(&mut self, what: Corruption) -> PushError {
+        self.poisoned = Some(what);
+        PushError::Corrupted(what)
+    }
+
+    fn usable(&mut self) -> Result<(), PushError> {
+        if let Some(what) = self.poisoned {
+            return Err(PushError::Corrupted(what));
+        }
+        // Relaxed: a closed stream only makes us refuse; we read nothing
+        // the closing producer wrote.
+        if self.closed || self.shared.closed().load(Ordering::Relaxed) != 0 {
+            self.closed = true;
+            return Err(PushError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Reloads `head` and checks it: aligned, not behind the last seen, and
+    /// within the position limit.
+    fn refresh_head(&mut self) -> Result<u64, PushError> {
+        // Acquire: pairs with the Release store in `Consumer::release_to`:
+        // the consumer's stamps of the released words, and its reads of them,
+        // happen before we read or claim them.
+        let untrusted_head = self.shared.head().load(Ordering::Acquire);
+        if untrusted_head % RECORD_ALIGN != 0
+            || untrusted_head < self.cached_head
+            || untrusted_head > MAX_POSITION
+        {
+            return Err(self.poison(Corruption::Head));
+        }
+        self.cached_head = untrusted_head;
+        Ok(untrusted_head)
+    }
+
+    /// A word at `position` that is not what it may be given the `head` we
+    /// saw: if `head` has passed `position` meanwhile, we were behind
+    /// (walk on from `head`); if not, the segment is corrupt (`what`), or,
+    /// for a word stamped free in a later lap (`transient`), the consumer
+    /// has stamped but not yet published `head` (full for now).
+    fn behind(
+        &mut self,
+        position: u64,
+        what: Corruption,
+        transient: bool,
+    ) -> Result<u64, PushError> {
+        let head = self.refresh_head()?;
+        if head > position {
+            Ok(head)
+        } else if transient {
+            Err(PushError::Full)
+        } else {
+            Err(self.poison(what))
+        }
+    }
+
+    /// Claims a record of `len` payload bytes: walks from `max(tail hint,
+    /// head)` over the records claimed in this lap, and claims the first
+    /// free place with one compare-exchange of its header word. At the end
+    /// of the data region it first claims a padding record to the end.
+    fn claim(&mut self, len: usize) -> Result<Place, PushError> {
+        self.usable()?;
+        let max = self.max_message();
+        if len > max {
+            return Err(PushError::TooLarge { len, max });
+        }
+        let record = record_size(len as u64);
+        // Relaxed: only a hint; every position it gives is checked by
+        // reading its header word (Acquire) below.
+        let untrusted_hint = self.shared.tail_hint().load(Ordering::Relaxed);
+        let head = self.refresh_head()?;
+        // The hint is the end of a claim made within `head + capacity` of a
+        // `head` at most the one we just loaded.
+        if untrusted_hint % RECORD_ALIGN != 0 || untrusted_hint > head + self.capacity {
+            return Err(self.poison(Corruption::TailHint));
+        }
+        let mut position = untrusted_hint.max(head);
+        loop {
+            let offset = position & (self.capacity - 1);
+            let to_end = self.capacity - offset;
+            let padding = record > to_end;
+            let size = if padding { to_end } else { record };
+            if position + size > self.cached_head + self.capacity {
+                let head = self.refresh_head()?;
+                position = position.max(head);
+                if position + size > head + self.capacity {
+                    return Err(PushError::Full);
+                }
+                continue;
+            }
+            let this_lap = lap(position, self.capacity);
+            let word_ref = self.shared.record_word(position);
+            // Acquire: pairs with the Release of every claim, commit and
+            // skip of this word (the claimer had seen `head` past this
+            // word's previous lap; see `behind`).
+            let word = word_ref.load(Ordering::Acquire);
+            if kind_of(word) == kind::FREE {
+                let free = free_word(this_lap);
+                if word != free {
+                    let later = word > free;
+                    position = self.behind(position, Corruption::RecordKind, later)?;
+                    continue;
+                }
+                let claim = Claim {
+                    kind: if padding {
+                        kind::PADDING
+                    } else {
+                        kind::UNCOMMITTED
+                    },
+                    slot: self.slot,
+                    gen_low: self.gen_low,
+                    lap_low: lap_low(this_lap),
+                    len: if padding {
+                        (to_end - RECORD_HEADER) as u32
+                    } else {
+                        len as u32
+                    },
+                };
+                // AcqRel: Release makes the claim (a padding record is
+                // committed by it) visible with what we saw before it, for
+                // `behind` in other producers; Acquire as the load above.
+                // Failure Acquire: as the load above.
+                let won = word_ref.compare_exchange(
+                    free,
+                    claim.word(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                if won.is_err() {
+                    continue; // claimed by another producer: read it
+                }
+                self.advance_hint(position + size);
+                if padding {
+                    // A consumer parked at this place may now skip it.
+                    self.wake_consumer();
+                    position += size;
+                    continue;
+                }
+                self.shared.crash_point(CrashPoint::AfterReserve);
+                return Ok(Place { position, claim });
+            }
+            let found = Claim::from_word(word);
+            let what = if found.lap_low != lap_low(this_lap) {
+                Some(Corruption::RecordLap)
+            } else if found.kind > kind::SKIPPED {
+                Some(Corruption::RecordKind)
+            } else if !claim_fits(found.kind, found.len, to_end, self.capacity) {
+                Some(Corruption::RecordLength)
+            } else {
+                None
+            };
+            position = match what {
+                Some(what) => self.behind(position, what, false)?,
+                None if found.kind == kind::PADDING => position + to_end,
+                None => position + record_size(u64::from(found.len)),
+            };
+        }
+    }
+
+    /// Moves the `tail` hint forward to `end` unless it is already past it.
+    fn advance_hint(&self, end: u64) {
+        let hint = self.shared.tail_hint();
+        // Relaxed (all three): a hint; readers check every position it gives.
+        let mut current = hint.load(Ordering::Relaxed);
+        while current < end {
+            match hint.compare_exchange(current, end, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Reserves a `len`-byte message and gives it to write in place;
+    /// [`Grant::commit`] sends it, dropping the grant marks it skipped.
+    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_, S>, PushError> {
+        let place = self.claim(len)?;
+        let offset = (place.position & (self.capacity - 1)) + RECORD_HEADER;
+        // SAFETY: `claim` checked that the record fits before the end of the
+        // data region; the claim makes its payload bytes ours until we
+        // commit or skip it.
+        let (access, ptr) = unsafe { self.shared.data(offset as usize, len, true) };
+        Ok(Grant {
+            producer: self,
+            place,
+            ptr,
+            len,
+            access: Some(access),
+        })
+    }
+
+    /// Copies `message` into the ring and commits it.
+    pub fn push(&mut self, message: &[u8]) -> Result<(), PushError> {
+        let mut grant = self.reserve(message.len())?;
+        let half = message.len() / 2;
+        copy_bytes(&mut grant[..half], &message[..half]);
+        grant.producer.shared.crash_point(CrashPoint::MidPayload);
+        copy_bytes(&mut grant[half..], &message[half..]);
+        grant.commit();
+        Ok(())
+    }
+
+    /// Closes the stream for every producer: the consumer reads what was
+    /// committed before, then [`super::ReadError::Closed`]; pushes fail with
+    /// [`PushError::Closed`] once a producer sees the flag. A push racing
+    /// with the close may be committed after the consumer reported the end.
+    pub fn close(&mut self) -> Result<(), PushError> {
+        if let Some(what) = self.poisoned {
+            return Err(PushError::Corrupted(what));
+        }
+        self.shared.crash_point(CrashPoint::BeforeClose);
+        // Release: orders this producer's commits before it; pairs with the
+        // Acquire load of `closed` in `Consumer::find`.
+        self.shared.closed().store(1, Ordering::Release);
+        self.closed = true;
+        self.wake_consumer();
+        Ok(())
+    }
+
+    fn wake_consumer(&self) {
+        // SeqCst fence: orders our commit (or close) before the load of
+        // `consumer_wait`; pairs with the fence in `Consumer::wait_readable`
+        // between its store of `consumer_wait` and its reload of the word.
+        self.shared.fence_seq_cst();
+        // Relaxed: ordered by the fence above.
+        if self.shared.consumer_wait().load(Ordering::Relaxed) != 0 {
+            // Relaxed: the futex call orders it; the consumer re-checks.
+            self.shared.consumer_wait().store(0, Ordering::Relaxed);
+            self.shared.wake(self.shared.consumer_wait());
+        }
+    }
+
+    /// Waits (spin, then park up to `park`) until `head` moves past where it
+    /// was when a push found the ring full. `Ok(true)`: it moved (retry).
+    ///
+    /// With a consumer in another process, pass a bounded `park`.
+    pub fn wait_writable(&mut self, park: Option<Duration>) -> Result<bool, PushError> {
+        self.usable()?;
+        let seen = self.cached_head;
+        for _ in 0..S::SPINS {
+            if self.refresh_head()? != seen {
+                return Ok(true);
+            }
+            self.shared.spin();
+        }
+        // Relaxed: ordered by the fence below.
+        self.shared.producer_wait().store(1, Ordering::Relaxed);
+        // SeqCst fence: orders the store of `producer_wait` before the reload
+        // of `head`; pairs with the fence in `Consumer::release_to`.
+        self.shared.fence_seq_cst();
+        if self.refresh_head()? == seen {
+            self.shared.park(self.shared.producer_wait(), 1, park);
+        }
+        // Relaxed: only a hint to the consumer; it re-checks with the fence.
+        self.shared.producer_wait().store(0, Ordering::Relaxed);
+        Ok(self.refresh_head()? != seen)
+    }
+}
+
+/// A claimed record, written in place; [`commit`](Grant::commit) sends it,
+/// dropping it marks it skipped (the consumer passes over it).
+#[derive(Debug)]
+pub struct Grant<'a, S: Shared> {
+    producer: &'a mut Producer<S>,
+    place: Place,
+    ptr: *mut u8,
+    len: usize,
+    access: Option<S::Access>,
+}
+
+impl<S: Shared> Grant<'_, S> {
+    /// Makes the message visible to the consumer: one Release store of the
+    /// record's header word (the commit point).
+    pub fn commit(mut self) {
+        self.finish(kind::MESSAGE);
+    }
+
+    /// The position of the claimed record.
+    pub fn position(&self) -> u64 {
+        self.place.position
+    }
+
+    fn finish(&mut self, kind: u64) {
+        // The borrow of the payload ends before the commit point: after it,
+        // the bytes are the consumer's.
+        if self.access.take().is_none() {
+            return;
+        }
+        let producer = &mut *self.producer;
+        producer.shared.crash_point(CrashPoint::BeforeCommit);
+        let word = producer.shared.record_word(self.place.position);
+        // Release: publishes the payload written above; pairs with the
+        // Acquire load of the word in `Consumer::find`.
+        word.store(self.place.claim.with_kind(kind).word(), Ordering::Release);
+        producer.shared.crash_point(CrashPoint::AfterCommit);
+        producer.wake_consumer();
+    }
+}
+
+impl<S: Shared> Drop for Grant<'_, S> {
+    fn drop(&mut self) {
+        self.finish(kind::SKIPPED);
+    }
+}
+
+impl<S: Shared> Deref for Grant<'_, S> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` points at the `len` payload bytes of our claim, which
+        // only this grant touches until it commits or skips.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl<S: Shared> DerefMut for Grant<'_, S> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this borrow unique.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
