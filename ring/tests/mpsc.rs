@@ -160,7 +160,7 @@ fn a_producer_dead_mid_claim_is_skipped_and_the_rest_delivered() {
     producers[0].push(b"before death").unwrap();
     let mut grant = producers[0].reserve(12).unwrap();
     grant[..6].copy_from_slice(b"half o");
-    std::mem::forget(grant); // the producer dies here, mid-payload
+    grant.abandon(); // the producer dies here, mid-payload
     producers[1].push(b"other").unwrap();
     assert_eq!(consumer.pop().unwrap(), b"before death");
     assert_eq!(consumer.read().err(), Some(ReadError::Pending { slot: 0 }));

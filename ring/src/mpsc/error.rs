@@ -54,7 +54,10 @@ pub enum OpenError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PushError {
-    /// No room now; retry after the consumer releases.
+    /// No room now; retry after the consumer releases. (Also, for an
+    /// instant, when the consumer has stamped the bytes it releases but not
+    /// yet stored `head`; [`super::Producer::wait_writable`] returns at
+    /// once then.)
     Full,
     /// The message can never fit this ring.
     TooLarge {

@@ -150,9 +150,11 @@ impl<S: Shared> Producer<S> {
             return Err(PushError::TooLarge { len, max });
         }
         let record = record_size(len as u64);
-        // Relaxed: only a hint; every position it gives is checked by
-        // reading its header word (Acquire) below.
-        let untrusted_hint = self.shared.tail_hint().load(Ordering::Relaxed);
+        // Acquire: pairs with the Release exchange in `advance_hint`: the
+        // `head` its producer saw (with `hint <= head + capacity`) happens
+        // before our load of `head` below. The positions it gives are
+        // checked by reading their header words.
+        let untrusted_hint = self.shared.tail_hint().load(Ordering::Acquire);
         let head = self.refresh_head()?;
         // The hint is the end of a claim made within `head + capacity` of a
         // `head` at most the one we just loaded.
@@ -245,10 +247,13 @@ impl<S: Shared> Producer<S> {
     /// Moves the `tail` hint forward to `end` unless it is already past it.
     fn advance_hint(&self, end: u64) {
         let hint = self.shared.tail_hint();
-        // Relaxed (all three): a hint; readers check every position it gives.
+        // Relaxed: only the first guess of the exchange below.
         let mut current = hint.load(Ordering::Relaxed);
         while current < end {
-            match hint.compare_exchange(current, end, Ordering::Relaxed, Ordering::Relaxed) {
+            // Release: publishes the `head` we claimed against; pairs with
+            // the Acquire load in `claim` (its `hint <= head + capacity`
+            // check). Failure Relaxed: only the next guess.
+            match hint.compare_exchange(current, end, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => current = now,
             }
@@ -308,7 +313,11 @@ impl<S: Shared> Producer<S> {
         self.shared.fence_seq_cst();
         // Relaxed: ordered by the fence above.
         if self.shared.consumer_wait().load(Ordering::Relaxed) != 0 {
-            // Relaxed: the futex call orders it; the consumer re-checks.
+            // Relaxed: the futex call orders it. Cleared before the wake, so
+            // that a consumer about to park on it does not sleep past this
+            // wake (its futex wait finds the word changed). A clear that
+            // lands after the consumer's next announcement only wakes it
+            // once too often.
             self.shared.consumer_wait().store(0, Ordering::Relaxed);
             self.shared.wake(self.shared.consumer_wait());
         }
@@ -335,8 +344,9 @@ impl<S: Shared> Producer<S> {
         if self.refresh_head()? == seen {
             self.shared.park(self.shared.producer_wait(), 1, park);
         }
-        // Relaxed: only a hint to the consumer; it re-checks with the fence.
-        self.shared.producer_wait().store(0, Ordering::Relaxed);
+        // The word is left as it is: only the consumer clears it (before it
+        // wakes us). A producer clearing it could erase the announcement of
+        // another producer about to park, which would then never be woken.
         Ok(self.refresh_head()? != seen)
     }
 }
@@ -357,6 +367,16 @@ impl<S: Shared> Grant<'_, S> {
     /// record's header word (the commit point).
     pub fn commit(mut self) {
         self.finish(kind::MESSAGE);
+    }
+
+    /// Leaves the claim uncommitted, as a producer killed now would: ends
+    /// the borrow of the payload and nothing else (no commit, no skip). The
+    /// consumer waits at this record until its [`super::Liveness`] says the
+    /// producer is dead; so this producer must not be used again. For crash
+    /// tests.
+    pub fn abandon(mut self) {
+        self.access = None;
+        core::mem::forget(self);
     }
 
     /// The position of the claimed record.
