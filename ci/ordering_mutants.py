@@ -55,6 +55,8 @@ MODELS = ["-p", "ringproof-models"]
 RING = ["-p", "ringproof", "--lib", "--tests"]
 TESTS = {
     "ring/src/spsc/": MODELS,  # the protocol: what the models run
+    # MPSC's own models: no other model runs its code.
+    "ring/src/mpsc/": MODELS + ["--test", "loom_mpsc", "--test", "shuttle_mpsc"],
 }
 DEFAULT_TESTS = MODELS + RING
 

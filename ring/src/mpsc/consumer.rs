@@ -101,9 +101,10 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
                 if self.shared.closed().load(Ordering::Acquire) == 0 {
                     return Err(ReadError::Empty);
                 }
-                // Acquire: as above; a record committed before the close is
-                // visible now.
-                if word_ref.load(Ordering::Acquire) == word {
+                // Relaxed: the Acquire load of `closed` makes a commit that
+                // preceded the close visible to this load; a changed word is
+                // read again with Acquire at the top of the loop.
+                if word_ref.load(Ordering::Relaxed) == word {
                     return Err(ReadError::Closed);
                 }
                 continue;
@@ -136,14 +137,14 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
                         return Err(ReadError::Pending { slot: claim.slot });
                     }
                     let skipped = claim.with_kind(kind::SKIPPED).word();
-                    // AcqRel: Release, so that a producer reading the word
-                    // sees what we saw (`Producer::behind`); Acquire as the
-                    // load above. A failure is read again.
+                    // Relaxed (both): the skip publishes nothing (producers
+                    // only pass over the record by its length), and a
+                    // failure is read again with Acquire above.
                     let exchanged = word_ref.compare_exchange(
                         word,
                         skipped,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
                     );
                     if exchanged.is_err() {
                         continue;

@@ -44,9 +44,9 @@ impl<S: Shared> Producer<S> {
         // Relaxed: a counter; whoever hands the slot over (a lease, a join)
         // orders a predecessor's accesses before ours.
         let generation = shared.slot_gen(slot).fetch_add(1, Ordering::Relaxed);
-        // Acquire: pairs with the Release store in `Consumer::release_to`;
-        // the consumer's accesses to the released bytes happen before ours.
-        let head = shared.head().load(Ordering::Acquire);
+        // Relaxed: only where `wait_writable` starts from; `claim` reloads
+        // `head` with Acquire before it touches the ring.
+        let head = shared.head().load(Ordering::Relaxed);
         if head % RECORD_ALIGN != 0 || head > MAX_POSITION {
             return Err(OpenError::Corrupted(Corruption::Head));
         }
@@ -119,23 +119,24 @@ impl<S: Shared> Producer<S> {
     }
 
     /// A word at `position` that is not what it may be given the `head` we
-    /// saw: if `head` has passed `position` meanwhile, we were behind
-    /// (walk on from `head`); if not, the segment is corrupt (`what`), or,
-    /// for a word stamped free in a later lap (`transient`), the consumer
-    /// has stamped but not yet published `head` (full for now).
-    fn behind(
-        &mut self,
-        position: u64,
-        what: Corruption,
-        transient: bool,
-    ) -> Result<u64, PushError> {
-        let head = self.refresh_head()?;
-        if head > position {
-            Ok(head)
-        } else if transient {
-            Err(PushError::Full)
-        } else {
-            Err(self.poison(what))
+    /// saw. If `head` has passed `position` meanwhile, we were behind: walk
+    /// on from `head`. If not: with `corrupt`, the segment is corrupt;
+    /// without, the word may belong to a later lap (a consumer that stamped
+    /// it but has not published `head` yet, or a claim made after that):
+    /// after a few reloads of `head`, full for now. (A scribbled lap is
+    /// reported by the consumer, which reads every record's lap.)
+    fn behind(&mut self, position: u64, corrupt: Option<Corruption>) -> Result<u64, PushError> {
+        let reloads = if corrupt.is_some() { 1 } else { 1 + S::SPINS };
+        for _ in 0..reloads {
+            let head = self.refresh_head()?;
+            if head > position {
+                return Ok(head);
+            }
+            self.shared.spin();
+        }
+        match corrupt {
+            Some(what) => Err(self.poison(what)),
+            None => Err(PushError::Full),
         }
     }
 
@@ -177,15 +178,16 @@ impl<S: Shared> Producer<S> {
             }
             let this_lap = lap(position, self.capacity);
             let word_ref = self.shared.record_word(position);
-            // Acquire: pairs with the Release of every claim, commit and
-            // skip of this word (the claimer had seen `head` past this
-            // word's previous lap; see `behind`).
-            let word = word_ref.load(Ordering::Acquire);
+            // Relaxed: what we do with the word needs nothing else that its
+            // writer wrote. A free word of this lap was stamped before the
+            // `head` store we loaded with Acquire; a claim is only skipped
+            // by its length (its payload is the consumer's business).
+            let word = word_ref.load(Ordering::Relaxed);
             if kind_of(word) == kind::FREE {
                 let free = free_word(this_lap);
                 if word != free {
-                    let later = word > free;
-                    position = self.behind(position, Corruption::RecordKind, later)?;
+                    let older = (word < free).then_some(Corruption::RecordKind);
+                    position = self.behind(position, older)?;
                     continue;
                 }
                 let claim = Claim {
@@ -203,15 +205,16 @@ impl<S: Shared> Producer<S> {
                         len as u32
                     },
                 };
-                // AcqRel: Release makes the claim (a padding record is
-                // committed by it) visible with what we saw before it, for
-                // `behind` in other producers; Acquire as the load above.
-                // Failure Acquire: as the load above.
+                // Relaxed (both): as the load above. The claim publishes
+                // nothing (the payload is published by the commit's Release
+                // store, a padding record carries none), and the consumer's
+                // last reads of these bytes happen before the `head` store
+                // we loaded with Acquire.
                 let won = word_ref.compare_exchange(
                     free,
                     claim.word(),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
                 );
                 if won.is_err() {
                     continue; // claimed by another producer: read it
@@ -228,7 +231,8 @@ impl<S: Shared> Producer<S> {
             }
             let found = Claim::from_word(word);
             let what = if found.lap_low != lap_low(this_lap) {
-                Some(Corruption::RecordLap)
+                position = self.behind(position, None)?;
+                continue;
             } else if found.kind > kind::SKIPPED {
                 Some(Corruption::RecordKind)
             } else if !claim_fits(found.kind, found.len, to_end, self.capacity) {
@@ -237,7 +241,7 @@ impl<S: Shared> Producer<S> {
                 None
             };
             position = match what {
-                Some(what) => self.behind(position, what, false)?,
+                Some(what) => self.behind(position, Some(what))?,
                 None if found.kind == kind::PADDING => position + to_end,
                 None => position + record_size(u64::from(found.len)),
             };
