@@ -18,10 +18,7 @@ use ringproof_models::{
 /// The preemption bound of every scenario.
 const BOUND: usize = 2;
 
-type Sides = (
-    Vec<Producer<LoomShared>>,
-    Consumer<LoomShared, ModelLiveness<LoomShared>>,
-);
+type Sides = (Vec<Producer<LoomShared>>, Model);
 
 /// Two producers (slots 0 and 1) and the consumer of a `capacity`-byte ring.
 fn ring(capacity: u64) -> Sides {
@@ -41,7 +38,7 @@ fn message(slot: u8, seq: u8, len: usize) -> Vec<u8> {
 
 /// Pops the next message, spinning while nothing is ready (empty, or a
 /// live producer's record not committed yet).
-fn pop_spin(c: &mut Consumer<LoomShared, ModelLiveness<LoomShared>>) -> Result<Vec<u8>, ReadError> {
+fn pop_spin(c: &mut Model) -> Result<Vec<u8>, ReadError> {
     loop {
         match c.pop() {
             Err(ReadError::Empty | ReadError::Pending { .. }) => c.shared().spin(),
@@ -65,24 +62,45 @@ fn assert_per_producer_order(got: &[Vec<u8>], want: &[(u8, u8, usize)]) {
     }
 }
 
+type Model = Consumer<LoomShared, ModelLiveness<LoomShared>>;
+
+/// Runs `first` (producer 0) and `second` (producer 1) on their own threads
+/// over a fresh `capacity`-byte ring, pops `count` messages with `pop`,
+/// joins both, and returns what was popped and the consumer.
+fn two_producers(
+    capacity: u64,
+    first: impl FnOnce(Producer<LoomShared>) + Send + 'static,
+    second: impl FnOnce(Producer<LoomShared>) + Send + 'static,
+    count: usize,
+    pop: fn(&mut Model) -> Result<Vec<u8>, ReadError>,
+) -> (Vec<Vec<u8>>, Model) {
+    let (mut producers, mut c) = ring(capacity);
+    let p1 = producers.pop().unwrap();
+    let p0 = producers.pop().unwrap();
+    let first = thread::spawn(move || first(p0));
+    let second = thread::spawn(move || second(p1));
+    let got = (0..count).map(|_| pop(&mut c).unwrap()).collect();
+    first.join().unwrap();
+    second.join().unwrap();
+    (got, c)
+}
+
 #[test]
 fn two_producers_deliver_each_message_once_in_order() {
     check(
         "two_producers_deliver_each_message_once_in_order",
         BOUND,
         || {
-            let (mut producers, mut c) = ring(64);
-            let mut p1 = producers.pop().unwrap();
-            let mut p0 = producers.pop().unwrap();
-            let first = thread::spawn(move || {
-                mpsc_push_retry(&mut p0, &message(0, 0, 3)).unwrap();
-                mpsc_push_retry(&mut p0, &message(0, 1, 5)).unwrap();
-            });
-            let second =
-                thread::spawn(move || mpsc_push_retry(&mut p1, &message(1, 0, 8)).unwrap());
-            let got: Vec<_> = (0..3).map(|_| pop_spin(&mut c).unwrap()).collect();
-            first.join().unwrap();
-            second.join().unwrap();
+            let (got, mut c) = two_producers(
+                64,
+                |mut p0| {
+                    mpsc_push_retry(&mut p0, &message(0, 0, 3)).unwrap();
+                    mpsc_push_retry(&mut p0, &message(0, 1, 5)).unwrap();
+                },
+                |mut p1| mpsc_push_retry(&mut p1, &message(1, 0, 8)).unwrap(),
+                3,
+                pop_spin,
+            );
             assert_per_producer_order(&got, &[(0, 0, 3), (0, 1, 5), (1, 0, 8)]);
             assert_eq!(c.pop(), Err(ReadError::Empty));
         },
@@ -95,10 +113,7 @@ fn producer_dead_mid_payload_is_skipped_and_the_rest_delivered() {
         "producer_dead_mid_payload_is_skipped_and_the_rest_delivered",
         BOUND,
         || {
-            let (mut producers, mut c) = ring(64);
-            let mut p1 = producers.pop().unwrap();
-            let mut p0 = producers.pop().unwrap();
-            let first = thread::spawn(move || {
+            let first = |mut p0: Producer<LoomShared>| {
                 mpsc_push_retry(&mut p0, &message(0, 0, 4)).unwrap();
                 loop {
                     match p0.reserve(6) {
@@ -113,12 +128,11 @@ fn producer_dead_mid_payload_is_skipped_and_the_rest_delivered() {
                     p0.shared().spin();
                 }
                 p0.shared().kill(0);
-            });
-            let second =
-                thread::spawn(move || mpsc_push_retry(&mut p1, &message(1, 0, 2)).unwrap());
-            let got: Vec<_> = (0..2).map(|_| pop_spin(&mut c).unwrap()).collect();
-            first.join().unwrap();
-            second.join().unwrap();
+            };
+            let second = |mut p1: Producer<LoomShared>| {
+                mpsc_push_retry(&mut p1, &message(1, 0, 2)).unwrap();
+            };
+            let (got, mut c) = two_producers(64, first, second, 2, pop_spin);
             assert_per_producer_order(&got, &[(0, 0, 4), (1, 0, 2)]);
             assert_eq!(c.pop(), Err(ReadError::Empty));
             assert_eq!(c.position(), 48, "the dead claim was released");
@@ -132,26 +146,18 @@ fn producer_killed_right_after_its_claim_blocks_nobody() {
         "producer_killed_right_after_its_claim_blocks_nobody",
         BOUND,
         || {
-            let (mut producers, mut c) = ring(64);
-            let mut p1 = producers.pop().unwrap();
-            let p0 = producers.pop().unwrap();
-            let view = p0.shared().clone().dying_at(CrashPoint::AfterReserve, 0);
-            drop(p0);
-            let first = thread::spawn(move || {
+            let first = |p0: Producer<LoomShared>| {
+                let view = p0.shared().clone().dying_at(CrashPoint::AfterReserve, 0);
+                drop(p0);
                 let mut p0 = Producer::new(view, 0).unwrap();
-                assert!(!run_until_killed(|| mpsc_push_retry(
-                    &mut p0,
-                    &message(0, 0, 8)
-                )
-                .unwrap()));
-            });
-            let second = thread::spawn(move || {
+                let doomed = || mpsc_push_retry(&mut p0, &message(0, 0, 8)).unwrap();
+                assert!(!run_until_killed(doomed));
+            };
+            let second = |mut p1: Producer<LoomShared>| {
                 mpsc_push_retry(&mut p1, &message(1, 0, 1)).unwrap();
                 mpsc_push_retry(&mut p1, &message(1, 1, 2)).unwrap();
-            });
-            let got: Vec<_> = (0..2).map(|_| pop_spin(&mut c).unwrap()).collect();
-            first.join().unwrap();
-            second.join().unwrap();
+            };
+            let (got, mut c) = two_producers(64, first, second, 2, pop_spin);
             assert_per_producer_order(&got, &[(1, 0, 1), (1, 1, 2)]);
             assert_eq!(c.pop(), Err(ReadError::Empty));
         },
@@ -178,6 +184,33 @@ fn wrap_around_with_padding_and_released_space() {
         second.join().unwrap();
         assert_per_producer_order(&got, &[(0, 2, 8), (1, 0, 0)]);
     });
+}
+
+/// The bound of `wrap_around_while_the_consumer_releases`: at 2 it takes
+/// minutes (both producers retry while full); `RINGPROOF_LOOM_PREEMPTIONS`
+/// raises it.
+const WRAP_BOUND: usize = 1;
+
+#[test]
+fn wrap_around_while_the_consumer_releases() {
+    check(
+        "wrap_around_while_the_consumer_releases",
+        WRAP_BOUND,
+        || {
+            let (got, _) = two_producers(
+                32,
+                |mut p0| {
+                    for seq in 0..2 {
+                        mpsc_push_retry(&mut p0, &message(0, seq, 8)).unwrap();
+                    }
+                },
+                |mut p1| mpsc_push_retry(&mut p1, &message(1, 0, 2)).unwrap(),
+                3,
+                pop_spin,
+            );
+            assert_per_producer_order(&got, &[(0, 0, 8), (0, 1, 8), (1, 0, 2)]);
+        },
+    );
 }
 
 #[test]
@@ -215,10 +248,29 @@ fn close_by_one_producer_delivers_what_it_committed() {
     );
 }
 
+#[test]
+fn end_of_stream_is_never_seen_before_a_message_committed_before_the_close() {
+    check(
+        "end_of_stream_is_never_seen_before_a_message_committed_before_the_close",
+        BOUND,
+        || {
+            let (mut producers, mut c) = ring(32);
+            drop(producers.pop());
+            let mut p0 = producers.pop().unwrap();
+            let producer = thread::spawn(move || {
+                p0.push(&message(0, 0, 4)).unwrap();
+                p0.close().unwrap();
+            });
+            // The first thing found is the message, never the end.
+            assert_eq!(pop_spin(&mut c), Ok(message(0, 0, 4)));
+            assert_eq!(pop_spin(&mut c), Err(ReadError::Closed));
+            producer.join().unwrap();
+        },
+    );
+}
+
 /// Pops with `wait_readable` (parking) while nothing is ready.
-fn pop_parking(
-    c: &mut Consumer<LoomShared, ModelLiveness<LoomShared>>,
-) -> Result<Vec<u8>, ReadError> {
+fn pop_parking(c: &mut Model) -> Result<Vec<u8>, ReadError> {
     loop {
         match c.pop() {
             Err(ReadError::Empty | ReadError::Pending { .. }) => {
@@ -235,15 +287,13 @@ fn consumer_parked_is_woken_by_either_producers_commit() {
         "consumer_parked_is_woken_by_either_producers_commit",
         BOUND,
         || {
-            let (mut producers, mut c) = ring(32);
-            let mut p1 = producers.pop().unwrap();
-            let mut p0 = producers.pop().unwrap();
-            let first = thread::spawn(move || mpsc_push_retry(&mut p0, &message(0, 0, 3)).unwrap());
-            let second =
-                thread::spawn(move || mpsc_push_retry(&mut p1, &message(1, 0, 3)).unwrap());
-            let got: Vec<_> = (0..2).map(|_| pop_parking(&mut c).unwrap()).collect();
-            first.join().unwrap();
-            second.join().unwrap();
+            let (got, _) = two_producers(
+                32,
+                |mut p0| mpsc_push_retry(&mut p0, &message(0, 0, 3)).unwrap(),
+                |mut p1| mpsc_push_retry(&mut p1, &message(1, 0, 3)).unwrap(),
+                2,
+                pop_parking,
+            );
             assert_per_producer_order(&got, &[(0, 0, 3), (1, 0, 3)]);
         },
     );

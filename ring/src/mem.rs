@@ -88,13 +88,7 @@ impl<O> MemShared<O> {
     /// side of the same role over the same memory may be used, in this
     /// process or another.
     pub unsafe fn new(checked: Checked, owner: O) -> Self {
-        MemShared {
-            base: checked.base(),
-            capacity: checked.capacity(),
-            owner,
-            hook: NoHook,
-            layout: PhantomData,
-        }
+        MemShared::from_parts(checked.base(), checked.capacity(), owner, NoHook)
     }
 }
 
@@ -107,13 +101,7 @@ impl<O> MemShared<O, NoHook, Mpsc> {
     /// As [`MemShared::new`]; [`crate::mpsc`] allows one consumer and one
     /// producer per slot.
     pub unsafe fn from_mpsc(checked: crate::mpsc::validate::Checked, owner: O) -> Self {
-        MemShared {
-            base: checked.base(),
-            capacity: checked.capacity(),
-            owner,
-            hook: NoHook,
-            layout: PhantomData,
-        }
+        MemShared::from_parts(checked.base(), checked.capacity(), owner, NoHook)
     }
 }
 
@@ -121,10 +109,15 @@ impl<O, H, L> MemShared<O, H, L> {
     /// The same view with `hook` run at each [`CrashPoint`] (for
     /// crash-injection experiments).
     pub fn with_hook<H2: CrashHook>(self, hook: H2) -> MemShared<O, H2, L> {
+        MemShared::from_parts(self.base, self.capacity, self.owner, hook)
+    }
+
+    /// The view of a checked segment at `base` (the constructors' contract).
+    const fn from_parts(base: *mut u8, capacity: u64, owner: O, hook: H) -> Self {
         MemShared {
-            base: self.base,
-            capacity: self.capacity,
-            owner: self.owner,
+            base,
+            capacity,
+            owner,
             hook,
             layout: PhantomData,
         }

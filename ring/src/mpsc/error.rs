@@ -9,7 +9,7 @@ use core::fmt;
 pub enum Corruption {
     /// `head` is unaligned, past the limit, or moved backwards.
     Head,
-    /// The `tail` hint is unaligned or more than a capacity ahead of `head`.
+    /// The `tail` hint is unaligned.
     TailHint,
     /// A record header word has an unknown kind, or is free in a lap it
     /// cannot be in.

@@ -151,18 +151,21 @@ impl<S: Shared> Producer<S> {
             return Err(PushError::TooLarge { len, max });
         }
         let record = record_size(len as u64);
-        // Acquire: pairs with the Release exchange in `advance_hint`: the
-        // `head` its producer saw (with `hint <= head + capacity`) happens
-        // before our load of `head` below. The positions it gives are
-        // checked by reading their header words.
-        let untrusted_hint = self.shared.tail_hint().load(Ordering::Acquire);
+        // Relaxed: only a hint. A value past `head + capacity` (possible
+        // with the `head` we load below, which may be older than the one its
+        // producer saw) is ignored; every position is checked by reading
+        // its header word.
+        let untrusted_hint = self.shared.tail_hint().load(Ordering::Relaxed);
         let head = self.refresh_head()?;
-        // The hint is the end of a claim made within `head + capacity` of a
-        // `head` at most the one we just loaded.
-        if untrusted_hint % RECORD_ALIGN != 0 || untrusted_hint > head + self.capacity {
+        if untrusted_hint % RECORD_ALIGN != 0 {
             return Err(self.poison(Corruption::TailHint));
         }
-        let mut position = untrusted_hint.max(head);
+        let hint = if untrusted_hint > head + self.capacity {
+            head
+        } else {
+            untrusted_hint
+        };
+        let mut position = hint.max(head);
         loop {
             let offset = position & (self.capacity - 1);
             let to_end = self.capacity - offset;
@@ -254,10 +257,8 @@ impl<S: Shared> Producer<S> {
         // Relaxed: only the first guess of the exchange below.
         let mut current = hint.load(Ordering::Relaxed);
         while current < end {
-            // Release: publishes the `head` we claimed against; pairs with
-            // the Acquire load in `claim` (its `hint <= head + capacity`
-            // check). Failure Relaxed: only the next guess.
-            match hint.compare_exchange(current, end, Ordering::Release, Ordering::Relaxed) {
+            // Relaxed (both): a hint; `claim` checks what it reads.
+            match hint.compare_exchange(current, end, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => current = now,
             }
