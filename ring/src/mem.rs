@@ -143,10 +143,9 @@ impl<O, H, L: SegmentLayout> MemShared<O, H, L> {
     }
 }
 
-// SAFETY: `capacity` comes from a checked header and never changes; `data`
-// and `data_word64` stay inside the `L::HEADER_SIZE + capacity` bytes
-// `attach` checked; each header word is the fixed header bytes at its
-// offset, checked to lie in the header, before the data region.
+// SAFETY: `capacity` is checked and fixed; `data` and `data_word64` stay in
+// the `L::HEADER_SIZE + capacity` bytes `attach` checked; each header word is
+// the fixed header bytes at its offset, checked to lie before the data region.
 unsafe impl<O, H: CrashHook, L: SegmentLayout> Shared for MemShared<O, H, L> {
     type W64 = AtomicU64;
     type W32 = AtomicU32;
@@ -185,11 +184,9 @@ unsafe impl<O, H: CrashHook, L: SegmentLayout> Shared for MemShared<O, H, L> {
             offset % 8 == 0 && (offset as u64) < self.capacity,
             "no 64-bit data word at {offset}"
         );
-        // SAFETY: `offset` is 8-aligned and below the capacity (asserted), a
-        // multiple of 8, so the 8 bytes lie in the data region; `base` and
-        // `L::HEADER_SIZE` are 8-aligned, so the word is aligned. The
-        // protocol accesses these bytes atomically while another side may
-        // (`Shared::data_word64`).
+        // SAFETY: `offset` is 8-aligned and below the capacity (asserted): the
+        // aligned word lies in the data region (`base`, `L::HEADER_SIZE` are
+        // 8-aligned); the protocol reaches it only atomically (`data_word64`).
         unsafe { AtomicU64::from_ptr(self.base.add(L::HEADER_SIZE + offset).cast()) }
     }
 

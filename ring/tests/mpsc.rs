@@ -276,9 +276,10 @@ fn bad_slots_are_refused() {
     let _ = AlignedBuf::zeroed(1);
 }
 
-/// Scribbles `word` at data offset `offset` and returns what the consumer says.
+/// Scribbles `word` over the first record header and returns what the consumer says.
 fn consumer_sees(word: u64) -> ReadError {
     let (_, mut consumer, _, view) = ring(64, 1);
+    // Relaxed: one thread; the consumer reads the word after.
     view.data_word64(0)
         .store(word, ringproof::sync::Ordering::Relaxed);
     let err = consumer.read().err().unwrap();
@@ -324,6 +325,7 @@ fn corrupt_record_words_are_typed_errors() {
 
 #[test]
 fn corrupt_indices_are_typed_errors() {
+    // Relaxed (every scribble below): one thread; the sides read after.
     use ringproof::sync::Ordering::Relaxed;
     let (mut producers, mut consumer, _, view) = ring(64, 1);
     producers[0].push(b"x").unwrap();
