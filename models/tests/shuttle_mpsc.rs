@@ -63,7 +63,7 @@ enum Fate {
 
 /// Sends this producer's messages; returns how many were committed.
 fn produce(
-    mut p: Producer<ShuttleShared>,
+    p: &mut Producer<ShuttleShared>,
     seed: u64,
     count: u32,
     fate: Fate,
@@ -132,7 +132,8 @@ fn run(capacity: u64, producers: u8, blocking: bool, deaths: bool) {
             thread::spawn(move || {
                 let sent = if let Fate::DiesAfterClaim { at } = fate {
                     let view = p.shared().clone().dying_at(CrashPoint::AfterReserve, slot);
-                    let sent = produce(p, seed, at, Fate::Lives, blocking);
+                    let mut p = p;
+                    let sent = produce(&mut p, seed, at, Fate::Lives, blocking);
                     // The same slot again, through a view that dies right
                     // after its next claim.
                     let mut doomed = Producer::new(view, slot).unwrap();
@@ -141,7 +142,20 @@ fn run(capacity: u64, producers: u8, blocking: bool, deaths: bool) {
                     assert!(!run_until_killed(|| push_spin(&mut doomed, &bytes)));
                     sent
                 } else {
-                    produce(p, seed, count, fate, blocking)
+                    let mut p = p;
+                    let sent = produce(&mut p, seed, count, fate, blocking);
+                    // AcqRel: the Release half orders this producer's
+                    // commits before the consumer's Acquire load of `done`;
+                    // the Acquire half orders every other producer's
+                    // commits before the close below.
+                    let finished = done.fetch_add(1, Ordering::AcqRel) + 1;
+                    if blocking && finished == usize::from(producers) {
+                        // The last producer closes the stream: a consumer
+                        // parked on an empty ring is woken only by a commit
+                        // or a close, never by the `done` counter.
+                        p.close().unwrap();
+                    }
+                    return sent;
                 };
                 // Release: this producer's commits (and death) happen before
                 // the consumer's last reads; pairs with its Acquire load.
@@ -150,9 +164,14 @@ fn run(capacity: u64, producers: u8, blocking: bool, deaths: bool) {
             })
         })
         .collect();
-    consume(consumer, seed, producers, &done, blocking);
-    for handle in sent {
-        handle.join().unwrap();
+    let delivered = consume(consumer, seed, producers, &done, blocking);
+    for (slot, handle) in sent.into_iter().enumerate() {
+        let committed = handle.join().unwrap();
+        assert_eq!(
+            delivered[slot], committed,
+            "producer {slot}: committed {committed}, delivered {}",
+            delivered[slot]
+        );
     }
 }
 
@@ -174,7 +193,7 @@ fn consume(
     producers: u8,
     done: &AtomicUsize,
     blocking: bool,
-) {
+) -> Vec<u32> {
     let max = ringproof::layout::max_message(c.shared().capacity()) as usize;
     let mut next = vec![0u32; producers as usize];
     loop {
@@ -197,6 +216,13 @@ fn consume(
                 read.release();
             }
             Err(ReadError::Empty) if all_done => break,
+            Err(ReadError::Closed) => {
+                // Acquire: pairs with the AcqRel increment of the closing
+                // producer, which saw every other producer's.
+                let all = done.load(Ordering::Acquire) == producers as usize;
+                assert!(blocking && all, "closed before every producer was done");
+                break;
+            }
             Err(ReadError::Empty | ReadError::Pending { .. }) => {
                 if blocking {
                     c.wait_readable(None).unwrap();
@@ -207,6 +233,7 @@ fn consume(
             Err(other) => panic!("read: {other}"),
         }
     }
+    next
 }
 
 fn three_producers_one_dies() {
