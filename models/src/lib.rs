@@ -238,6 +238,14 @@ impl Budget {
         env_count("RINGPROOF_LOOM_PREEMPTIONS", default)
     }
 
+    /// Preemptions the MPSC loom models add to each scenario's own bound:
+    /// `RINGPROOF_LOOM_MPSC_EXTRA`, else 0. (Their state space grows about
+    /// tenfold per preemption, so they do not follow
+    /// `RINGPROOF_LOOM_PREEMPTIONS`.)
+    pub fn loom_mpsc_extra() -> usize {
+        env_count("RINGPROOF_LOOM_MPSC_EXTRA", 0)
+    }
+
     /// shuttle iterations per scheduler: `RINGPROOF_SHUTTLE_ITERATIONS`, else `default`.
     pub fn shuttle_iterations(default: usize) -> usize {
         env_count("RINGPROOF_SHUTTLE_ITERATIONS", default)
