@@ -358,10 +358,13 @@ impl MpscDifferential {
                     .map_err(|e| format!("after {op:?}: {e}"))?;
             }
         }
-        let consumer_op = matches!(
-            op,
-            MpscOp::Read | MpscOp::ReadDrop | MpscOp::PopInto { .. } | MpscOp::Batch { .. }
-        );
+        // An operation that makes the consumer look at the ring (a batch of
+        // no reads does not).
+        let consumer_op = match op {
+            MpscOp::Read | MpscOp::ReadDrop | MpscOp::PopInto { .. } => true,
+            MpscOp::Batch { n, .. } => *n > 0,
+            _ => false,
+        };
         if consumer_op {
             let first = got.0.is_empty().then_some(got.1).flatten();
             match (self.consumer_poisoned, first) {
