@@ -366,3 +366,31 @@ fn corrupt_indices_are_typed_errors() {
         Some(OpenError::Corrupted(Corruption::Head))
     );
 }
+
+#[test]
+fn a_whole_lap_of_skipped_records_reads_empty_and_is_released() {
+    // 512 + 72 + 440 = 1024 bytes of given-up records: the ring is full of
+    // records the consumer passes, and the word after them is the first
+    // one's own (not stamped yet).
+    let (mut producers, mut consumer) = channel(1024, 1, AlwaysAlive).unwrap();
+    let p = &mut producers[0];
+    for len in [504, 57, 425] {
+        drop(p.reserve(len).unwrap());
+    }
+    assert_eq!(p.push(b""), Err(PushError::Full));
+    assert_eq!(consumer.read().err(), Some(ReadError::Empty));
+    assert_eq!(
+        consumer.position(),
+        1024,
+        "the skipped records are released"
+    );
+    p.push(b"after a lap").unwrap();
+    assert_eq!(consumer.pop().unwrap(), b"after a lap");
+    // From 1048: 512 + 488 to the end of the region, 24 after the wrap.
+    for len in [504, 480, 16] {
+        drop(p.reserve(len).unwrap());
+    }
+    assert_eq!(p.push(b""), Err(PushError::Full));
+    p.close().unwrap();
+    assert_eq!(consumer.read_batch().read().err(), Some(ReadError::Closed));
+}

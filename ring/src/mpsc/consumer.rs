@@ -84,6 +84,17 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
             if *from > MAX_POSITION {
                 return Err(self.poison(Corruption::Head));
             }
+            if *from - self.head >= self.capacity {
+                // We passed a whole lap of records nobody reads (padding,
+                // given up, dead): the next word is the one at `head`, ours
+                // until we release, so nothing more can be there.
+                // Acquire: pairs with the Release store in `Producer::close`,
+                // as below.
+                if self.shared.closed().load(Ordering::Acquire) == 0 {
+                    return Err(ReadError::Empty);
+                }
+                return Err(ReadError::Closed);
+            }
             let offset = *from & (self.capacity - 1);
             let to_end = self.capacity - offset;
             let this_lap = lap(*from, self.capacity);
