@@ -88,9 +88,10 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
                 // We passed a whole lap of records nobody reads (padding,
                 // given up, dead): the next word is the one at `head`, ours
                 // until we release, so nothing more can be there.
-                // Acquire: pairs with the Release store in `Producer::close`,
-                // as below.
-                if self.shared.closed().load(Ordering::Acquire) == 0 {
+                // Relaxed: no message can lie beyond (the ring holds only
+                // the records we walked), so nothing the closer wrote before
+                // its close is read after this load.
+                if self.shared.closed().load(Ordering::Relaxed) == 0 {
                     return Err(ReadError::Empty);
                 }
                 return Err(ReadError::Closed);
