@@ -3,6 +3,9 @@
 //! `examples/gen_corpus.rs`.
 //!
 //! - [`run_attach`]: untrusted bytes as a segment.
+//!   The same bytes are also attached as an MPSC segment ([`run_attach_mpsc`]).
+//! - [`run_mpsc_ops`]: an [`MpscOpsInput`] through the test kit's
+//!   [`ringproof::testing::MpscDifferential`] (the `mpsc_ops` target).
 //! - [`run_ops`]: an [`OpsInput`] through the test kit's
 //!   [`Differential`] (the ring against the `VecDeque` oracle that the
 //!   property tests use, `ringproof::testing`).
@@ -19,7 +22,10 @@ use ringproof::spsc::MAX_POSITION;
 use ringproof::testing::{Differential, Op, assert_in_data, payload};
 use ringproof::{Consumer, Producer};
 
+pub mod mpsc;
 pub mod seeds;
+
+pub use mpsc::{MpscOpsInput, run_attach_mpsc, run_mpsc_ops};
 
 // ---------------------------------------------------------------------------
 // `attach`
@@ -51,6 +57,7 @@ pub fn attach_input(segment: &[u8], ops: &[u8]) -> Vec<u8> {
 /// sides could attach, and each returns `Ok` or a typed error.
 pub fn run_attach(data: &[u8]) {
     let (segment, ops) = split_attach_input(data);
+    run_attach_mpsc(segment, ops);
     let buf = Arc::new(AlignedBuf::from_bytes(segment));
     // SAFETY: the buffer is readable for its length while `buf` lives.
     let checked = match unsafe { ringproof::attach(buf.as_ptr(), buf.len()) } {

@@ -3,8 +3,14 @@
 //! committed files include them and replays every committed file.
 
 use super::*;
-use ringproof::layout::{RECORD_MESSAGE, RECORD_PADDING, checksum};
-use ringproof::testing::Word;
+use ringproof::layout::{RECORD_MESSAGE, RECORD_PADDING, checksum, fnv1a};
+use ringproof::mpsc::heap::{HeapShared as MpscShared, channel};
+use ringproof::mpsc::layout::{
+    CHECKSUMMED as MPSC_CHECKSUMMED, HEAD_OFFSET as MPSC_HEAD_OFFSET,
+    HEADER_SIZE as MPSC_HEADER_SIZE, TAIL_OFFSET as MPSC_TAIL_OFFSET,
+};
+use ringproof::mpsc::{AlwaysAlive, Consumer as MpscConsumer, Producer as MpscProducer};
+use ringproof::testing::{MpscOp, Word};
 
 /// A segment of `capacity` bytes after `script` ran on a producer and a
 /// consumer over it, starting from position `start`.
@@ -360,9 +366,261 @@ fn ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// An MPSC segment of `capacity` bytes and `producers` slots after
+/// `script` ran on its producers and consumer (whose liveness says every
+/// producer is alive).
+fn mpsc_segment(
+    capacity: u64,
+    producers: u32,
+    script: impl FnOnce(&mut [MpscProducer<MpscShared>], &mut MpscConsumer<MpscShared, AlwaysAlive>),
+) -> Vec<u8> {
+    let (mut sides, mut consumer) = channel(capacity, producers, AlwaysAlive).expect("accepted");
+    let buf = Arc::clone(sides[0].shared().owner());
+    script(&mut sides, &mut consumer);
+    drop((sides, consumer));
+    let mut segment = Arc::try_unwrap(buf).expect("sides dropped");
+    segment.bytes_mut().to_vec()
+}
+
+/// Recomputes an MPSC header's checksum.
+fn mpsc_reseal(segment: &mut [u8]) {
+    let sum = fnv1a(&segment[..MPSC_CHECKSUMMED]);
+    segment[MPSC_CHECKSUMMED..MPSC_CHECKSUMMED + 8].copy_from_slice(&sum.to_ne_bytes());
+}
+
+/// Operation bytes for MPSC segments in the `attach` target (`op % 8`,
+/// slot `op >> 3`): read, push, push from slot 1, reserve, read, batch,
+/// `pop_into`, close, read, re-take slot 0, new consumer, read, re-take slot 1.
+const MPSC_ATTACH_OPS: &[u8] = &[
+    3, 0, 0, 5, 8, 7, 1, 4, 3, 1, 4, 3, 5, 200, 2, 0, 3, 0, 6, 0, 7, 0, 3, 0, 14, 0,
+];
+
+fn mpsc_attach_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut add =
+        |name, segment: Vec<u8>| out.push((name, attach_input(&segment, MPSC_ATTACH_OPS)));
+    let fresh = mpsc_segment(64, 2, |_, _| {});
+    add("mpsc-fresh-64", fresh.clone());
+    let midstream = mpsc_segment(256, 3, |p, c| {
+        for i in 0..6u8 {
+            p[usize::from(i % 3)]
+                .push(&payload(usize::from(i) * 7, i))
+                .expect("fits");
+        }
+        c.pop().expect("message");
+        c.pop().expect("message");
+    });
+    add("mpsc-midstream-256", midstream.clone());
+    add(
+        "mpsc-wrapped-64",
+        mpsc_segment(64, 2, |p, c| {
+            p[0].push(&[1; 16]).expect("fits"); // 0..24
+            p[1].push(&[2; 16]).expect("fits"); // 24..48
+            c.pop().expect("message");
+            c.pop().expect("message");
+            p[0].push(&[3; 16]).expect("fits"); // padding 48..64, record 64..88
+        }),
+    );
+    add(
+        "mpsc-stalled-128",
+        mpsc_segment(128, 2, |p, _| {
+            p[0].push(b"first").expect("fits");
+            let mut grant = p[0].reserve(20).expect("fits");
+            grant[..4].copy_from_slice(b"half");
+            grant.abandon();
+            p[1].push(b"behind a stalled claim").expect("fits");
+            drop(p[1].reserve(3).expect("fits"));
+        }),
+    );
+    add(
+        "mpsc-closed-256",
+        mpsc_segment(256, 1, |p, c| {
+            p[0].push(b"last words").expect("fits");
+            p[0].push(b"").expect("fits");
+            c.pop().expect("message");
+            p[0].close().expect("close");
+        }),
+    );
+    let mut bad = fresh.clone();
+    bad[24..28].copy_from_slice(&65u32.to_ne_bytes());
+    mpsc_reseal(&mut bad);
+    add("mpsc-corrupt-max-producers", bad);
+    let mut bad = fresh.clone();
+    bad[24..28].copy_from_slice(&1u32.to_ne_bytes());
+    add("mpsc-corrupt-checksum", bad);
+    add("mpsc-corrupt-size-short", fresh[..fresh.len() - 8].to_vec());
+    let mut bad = midstream.clone();
+    let head = peek_word_of(&bad, MPSC_HEAD_OFFSET) as usize % 256;
+    let at = MPSC_HEADER_SIZE + head;
+    bad[at..at + 8].copy_from_slice(&(u64::MAX - 5).to_ne_bytes());
+    add("mpsc-corrupt-record", bad);
+    let mut bad = midstream;
+    bad[MPSC_HEAD_OFFSET..MPSC_HEAD_OFFSET + 8].copy_from_slice(&(u64::MAX - 7).to_ne_bytes());
+    add("mpsc-corrupt-head", bad);
+    out
+}
+
+fn mpsc_ops(cap_exp: u8, producers: u8, ops: Vec<MpscOp>) -> Vec<u8> {
+    MpscOpsInput {
+        cap_exp,
+        producers,
+        ops,
+    }
+    .encode()
+}
+
+fn mpsc_ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use MpscOp::*;
+    let push = |slot, len, seed| Push { slot, len, seed };
+    let scribble = |offset, value| ScribbleWord { offset, value };
+    vec![
+        (
+            "fresh-64-3",
+            mpsc_ops(
+                1,
+                2,
+                vec![
+                    push(0, 5, 1),
+                    push(1, 24, 2),
+                    ReserveCommit {
+                        slot: 2,
+                        len: 0,
+                        seed: 3,
+                    },
+                    Read,
+                    push(2, 16, 4),
+                    Batch {
+                        n: 4,
+                        release: true,
+                    },
+                    push(0, 9, 5),
+                    ReadDrop,
+                    PopInto { buf_len: 4 },
+                    PopInto { buf_len: 16 },
+                    Read,
+                ],
+            ),
+        ),
+        (
+            "stall-and-restart-128",
+            mpsc_ops(
+                2,
+                1,
+                vec![
+                    push(0, 8, 1),
+                    Stall { slot: 0, len: 12 },
+                    push(1, 3, 2),
+                    push(0, 3, 9),
+                    Read,
+                    Read,
+                    Restart { slot: 0 },
+                    ReadDrop,
+                    push(0, 56, 3),
+                    Batch {
+                        n: 5,
+                        release: true,
+                    },
+                    Read,
+                ],
+            ),
+        ),
+        (
+            "abort-close-32",
+            mpsc_ops(
+                0,
+                0,
+                vec![
+                    ReserveAbort { slot: 0, len: 8 },
+                    push(0, 8, 1),
+                    push(0, 8, 2),
+                    push(0, 9, 3),
+                    Read,
+                    push(0, 0, 4),
+                    Close { slot: 0 },
+                    push(0, 1, 5),
+                    Read,
+                    Read,
+                    Read,
+                ],
+            ),
+        ),
+        (
+            // The finding of fuzz/README.md: a whole lap of given-up records.
+            "regression-whole-lap-skipped-1024",
+            mpsc_ops(
+                5,
+                0,
+                vec![
+                    ReserveAbort { slot: 0, len: 504 },
+                    ReserveAbort { slot: 0, len: 57 },
+                    ReserveAbort { slot: 0, len: 425 },
+                    push(0, 0, 0),
+                    Read,
+                    push(0, 0, 1),
+                    Read,
+                ],
+            ),
+        ),
+        (
+            "hostile-head-64",
+            mpsc_ops(
+                1,
+                1,
+                vec![
+                    push(0, 8, 1),
+                    push(1, 8, 2),
+                    scribble(MPSC_HEAD_OFFSET, 8),
+                    Read,
+                    push(0, 8, 3),
+                    Read,
+                ],
+            ),
+        ),
+        (
+            "hostile-record-64",
+            mpsc_ops(
+                1,
+                1,
+                vec![
+                    push(0, 8, 1),
+                    scribble(MPSC_HEADER_SIZE, u64::MAX),
+                    Read,
+                    Batch {
+                        n: 2,
+                        release: true,
+                    },
+                    push(1, 8, 2),
+                    Restart { slot: 1 },
+                ],
+            ),
+        ),
+        (
+            "hostile-tail-64",
+            mpsc_ops(
+                1,
+                1,
+                vec![
+                    push(0, 8, 1),
+                    scribble(MPSC_TAIL_OFFSET, 1 << 40),
+                    push(1, 8, 2),
+                    Read,
+                    scribble(MPSC_TAIL_OFFSET, 3),
+                    push(0, 8, 2),
+                ],
+            ),
+        ),
+    ]
+}
+
 /// Every seed: `(target, file name, bytes)`.
 pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
-    let attach = attach_seeds().into_iter().map(|(n, b)| ("attach", n, b));
+    let attach = attach_seeds()
+        .into_iter()
+        .chain(mpsc_attach_seeds())
+        .map(|(n, b)| ("attach", n, b));
     let ops = ops_seeds().into_iter().map(|(n, b)| ("ops", n, b));
-    attach.chain(ops).collect()
+    let mpsc = mpsc_ops_seeds()
+        .into_iter()
+        .map(|(n, b)| ("mpsc_ops", n, b));
+    attach.chain(ops).chain(mpsc).collect()
 }

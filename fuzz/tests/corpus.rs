@@ -1,12 +1,12 @@
 //! The committed corpora as regular tests: every file under
-//! `fuzz/corpus/{attach,ops}` (seeds and any minimised crash added there) runs
+//! `fuzz/corpus/{attach,ops,mpsc_ops}` (seeds and any minimised crash added there) runs
 //! through its target's function without a finding, and every generated seed
 //! is committed unchanged.
 
 use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
-use ringproof_fuzz::{OpsInput, run_attach, run_ops, seeds};
+use ringproof_fuzz::{MpscOpsInput, OpsInput, run_attach, run_mpsc_ops, run_ops, seeds};
 
 fn corpus(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -37,6 +37,27 @@ fn ops_corpus_replays_without_a_finding() {
         let data = std::fs::read(&file).unwrap();
         let input = OpsInput::arbitrary_take_rest(Unstructured::new(&data)).unwrap();
         run_ops(&input);
+    }
+}
+
+#[test]
+fn mpsc_ops_corpus_replays_without_a_finding() {
+    let files = corpus("mpsc_ops");
+    assert!(files.len() >= 5, "seed corpus missing");
+    for file in files {
+        let data = std::fs::read(&file).unwrap();
+        let input = MpscOpsInput::arbitrary_take_rest(Unstructured::new(&data)).unwrap();
+        run_mpsc_ops(&input);
+    }
+}
+
+#[test]
+fn mpsc_ops_seeds_decode_to_what_was_encoded() {
+    for (target, name, bytes) in seeds::all() {
+        if target == "mpsc_ops" {
+            let input = MpscOpsInput::arbitrary_take_rest(Unstructured::new(&bytes)).unwrap();
+            assert_eq!(input.encode(), bytes, "{name}");
+        }
     }
 }
 

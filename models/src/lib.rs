@@ -66,7 +66,8 @@ pub mod loom_shared;
 pub mod shuttle_namespace;
 pub mod shuttle_shared;
 
-use ringproof::sync::Shared;
+use ringproof::mpsc::{self, Liveness};
+use ringproof::sync::{CrashPoint, Ordering, Shared, Word32};
 use ringproof::{Consumer, Producer, PushError, ReadError};
 
 /// The words of a model segment, by header offset: the ones a protocol's
@@ -106,6 +107,104 @@ impl<W> WordTable<W> {
     }
 }
 
+/// A model segment that can run MPSC producers that die: a liveness flag
+/// per slot, and a view whose producer dies at a chosen [`CrashPoint`].
+pub trait ModelShared: Shared + Clone {
+    /// The flag of `slot`: 1 once its producer is dead.
+    fn dead_flag(&self, slot: u8) -> &Self::W32;
+
+    /// This view, whose producer in `slot` dies when it crosses `point`:
+    /// it is marked dead and its thread unwinds to [`run_until_killed`]
+    /// (no destructor of the protocol runs on the way: a `Grant` is dropped
+    /// only if one is live, so pick points outside one, or use
+    /// `mem::forget` and [`ModelShared::kill`] for death mid-payload).
+    #[must_use]
+    fn dying_at(self, point: CrashPoint, slot: u8) -> Self;
+
+    /// Marks the producer of `slot` dead. Call it from that producer's
+    /// thread, after its last access to the segment.
+    fn kill(&self, slot: u8) {
+        // Release: the dead producer's accesses happen before the consumer
+        // acts on its death; pairs with the Acquire load in `alive`.
+        self.dead_flag(slot).store(1, Ordering::Release);
+    }
+}
+
+/// The consumer's [`Liveness`] over a model segment's flags.
+#[derive(Clone, Debug)]
+pub struct ModelLiveness<S>(pub S);
+
+// SAFETY: a flag is set only by `ModelShared::kill`, called by the dying
+// producer after its last access, with Release.
+unsafe impl<S: ModelShared> Liveness for ModelLiveness<S> {
+    fn alive(&self, slot: u8, _generation: u32) -> bool {
+        // Acquire: pairs with the Release store in `ModelShared::kill`.
+        self.0.dead_flag(slot).load(Ordering::Acquire) == 0
+    }
+}
+
+/// The unwinding payload of a producer killed at a crash point.
+#[derive(Debug)]
+pub struct Killed;
+
+/// Kills the producer of `dying` when `point` is its crash point: marks it
+/// dead and unwinds (without running the panic hook) to [`run_until_killed`].
+pub fn die_if<S: ModelShared>(shared: &S, dying: Option<(CrashPoint, u8)>, point: CrashPoint) {
+    if let Some((at, slot)) = dying {
+        if at == point {
+            shared.kill(slot);
+            std::panic::resume_unwind(Box::new(Killed));
+        }
+    }
+}
+
+/// Runs `body` (a producer's work); returns `false` when the producer was
+/// killed at its crash point, re-raises any other panic.
+pub fn run_until_killed(body: impl FnOnce()) -> bool {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(()) => true,
+        Err(payload) if payload.is::<Killed>() => false,
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
+
+/// The producers (slots `0..producers`) and the consumer of a fresh MPSC
+/// model segment of `capacity` bytes made by `make`.
+///
+/// # Panics
+///
+/// When a side cannot be made (never, for a fresh segment).
+pub fn mpsc_channel<S: ModelShared>(
+    producers: u8,
+    make: impl FnOnce(&[(usize, &str)], &[(usize, &str)], usize) -> S,
+) -> (Vec<mpsc::Producer<S>>, mpsc::Consumer<S, ModelLiveness<S>>) {
+    let words32 = &mpsc::WORDS32[..mpsc::WORDS32_FIXED + producers as usize];
+    let shared = make(&mpsc::WORDS64, words32, producers as usize);
+    let sides = (0..producers)
+        .map(|slot| mpsc::Producer::new(shared.clone(), slot).expect("producer"))
+        .collect();
+    let liveness = ModelLiveness(shared.clone());
+    let consumer = mpsc::Consumer::new(shared, liveness).expect("consumer");
+    (sides, consumer)
+}
+
+/// Pushes `message` from an MPSC producer, spinning while the ring is full.
+///
+/// # Errors
+///
+/// Any error other than [`mpsc::PushError::Full`].
+pub fn mpsc_push_retry<S: Shared>(
+    producer: &mut mpsc::Producer<S>,
+    message: &[u8],
+) -> Result<(), mpsc::PushError> {
+    loop {
+        match producer.push(message) {
+            Err(mpsc::PushError::Full) => producer.shared().spin(),
+            other => return other,
+        }
+    }
+}
+
 /// The bytes of message `index`, `len` long: distinct per message and per
 /// byte, so a torn, stale or reordered message fails the comparison.
 pub fn pattern(index: u64, len: usize) -> Vec<u8> {
@@ -137,6 +236,14 @@ impl Budget {
     /// loom preemption bound: `RINGPROOF_LOOM_PREEMPTIONS`, else `default`.
     pub fn loom_preemptions(default: usize) -> usize {
         env_count("RINGPROOF_LOOM_PREEMPTIONS", default)
+    }
+
+    /// Preemptions the MPSC loom models add to each scenario's own bound:
+    /// `RINGPROOF_LOOM_MPSC_EXTRA`, else 0. (Their state space grows about
+    /// tenfold per preemption, so they do not follow
+    /// `RINGPROOF_LOOM_PREEMPTIONS`.)
+    pub fn loom_mpsc_extra() -> usize {
+        env_count("RINGPROOF_LOOM_MPSC_EXTRA", 0)
     }
 
     /// shuttle iterations per scheduler: `RINGPROOF_SHUTTLE_ITERATIONS`, else `default`.

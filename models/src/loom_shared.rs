@@ -19,7 +19,7 @@ use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
 use loom::sync::{Arc, Condvar, Mutex};
 use ringproof::layout::{RECORD_ALIGN, capacity_ok};
 use ringproof::spsc;
-use ringproof::sync::{Ordering, Shared};
+use ringproof::sync::{CrashPoint, Ordering, Shared};
 use ringproof::{Consumer, Corruption, Producer};
 
 use crate::WordTable;
@@ -47,13 +47,23 @@ pub enum WordAccess {
 struct Segment {
     words64: WordTable<LoomWord64>,
     words32: WordTable<LoomWord32>,
+    /// One word per 8-byte data word, for protocols whose record headers
+    /// are atomic ([`Shared::data_word64`]); empty for SPSC. Separate from
+    /// `bytes`: the protocol touches a record header's 8 bytes only through
+    /// its word, so the model need not alias them.
+    data_words: Box<[LoomWord64]>,
+    /// Per MPSC producer slot: 1 once the test killed that producer
+    /// ([`crate::ModelShared::kill`]); empty for SPSC.
+    dead: Box<[LoomWord32]>,
     capacity: u64,
     /// The data bytes, as 8-byte words (so the region is 8-aligned).
     bytes: Box<[UnsafeCell<u64>]>,
     /// The race detector's view of `bytes`, one cell per word.
     cells: Box<[LoomUnsafeCell<()>]>,
-    /// Futex stand-in: parkers wait on `wakeup` under `lock`.
-    lock: Mutex<()>,
+    /// Futex stand-in: parkers wait on `wakeup` under `lock`, which counts
+    /// the wakes, so that a wake releases every thread parked before it
+    /// whatever the word holds (as `FUTEX_WAKE` does).
+    lock: Mutex<u64>,
     wakeup: Condvar,
 }
 
@@ -67,7 +77,7 @@ unsafe impl Send for Segment {}
 
 /// A ring segment under loom: head = tail = 0, open, zeroed data.
 #[derive(Clone, Debug)]
-pub struct LoomShared(Arc<Segment>);
+pub struct LoomShared(Arc<Segment>, Option<(CrashPoint, u8)>);
 
 impl LoomShared {
     /// A fresh segment of `capacity` data bytes.
@@ -76,17 +86,40 @@ impl LoomShared {
     ///
     /// When `capacity` is not one the ring accepts.
     pub fn new(capacity: u64) -> Self {
+        Self::with_words(capacity, &spsc::WORDS64, &spsc::WORDS32, 0)
+    }
+
+    /// A fresh segment of `capacity` data bytes with the header words a
+    /// protocol lists (`(offset, name)`, e.g. [`ringproof::mpsc::WORDS64`]);
+    /// with `slots` producer slots (MPSC), also a word per 8 data bytes and
+    /// a liveness flag per slot.
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is not one the ring accepts.
+    pub fn with_words(
+        capacity: u64,
+        words64: &[(usize, &str)],
+        words32: &[(usize, &str)],
+        slots: usize,
+    ) -> Self {
         assert!(capacity_ok(capacity), "bad model capacity {capacity}");
         let words = (capacity / RECORD_ALIGN) as usize;
-        LoomShared(Arc::new(Segment {
-            words64: WordTable::new(&spsc::WORDS64, || LoomWord64::new(0)),
-            words32: WordTable::new(&spsc::WORDS32, || LoomWord32::new(0)),
-            capacity,
-            bytes: (0..words).map(|_| UnsafeCell::new(0)).collect(),
-            cells: (0..words).map(|_| LoomUnsafeCell::new(())).collect(),
-            lock: Mutex::new(()),
-            wakeup: Condvar::new(),
-        }))
+        let data_words = if slots > 0 { words } else { 0 };
+        LoomShared(
+            Arc::new(Segment {
+                words64: WordTable::new(words64, || LoomWord64::new(0)),
+                words32: WordTable::new(words32, || LoomWord32::new(0)),
+                data_words: (0..data_words).map(|_| LoomWord64::new(0)).collect(),
+                dead: (0..slots).map(|_| LoomWord32::new(0)).collect(),
+                capacity,
+                bytes: (0..words).map(|_| UnsafeCell::new(0)).collect(),
+                cells: (0..words).map(|_| LoomUnsafeCell::new(())).collect(),
+                lock: Mutex::new(0),
+                wakeup: Condvar::new(),
+            }),
+            None,
+        )
     }
 }
 
@@ -122,6 +155,13 @@ unsafe impl Shared for LoomShared {
     }
     fn capacity(&self) -> u64 {
         self.0.capacity
+    }
+    fn data_word64(&self, offset: usize) -> &LoomWord64 {
+        assert!(offset % 8 == 0, "unaligned data word {offset}");
+        match self.0.data_words.get(offset / 8) {
+            Some(word) => word,
+            None => panic!("the model segment has no data word at {offset}"),
+        }
     }
 
     unsafe fn data(&self, offset: usize, len: usize, write: bool) -> (Vec<WordAccess>, *mut u8) {
@@ -161,14 +201,23 @@ unsafe impl Shared for LoomShared {
         // The timeout is ignored: a wake-up that never comes is a deadlock.
         let mut guard = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
         // SeqCst: the futex's own check, made under the lock `wake` takes.
-        while word.0.load(Ordering::SeqCst) == expected {
+        if word.0.load(Ordering::SeqCst) != expected {
+            return;
+        }
+        let parked_at = *guard;
+        while *guard == parked_at {
             guard = self.0.wakeup.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
     }
 
     fn wake(&self, _word: &LoomWord32) {
-        let _guard = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        *guard += 1;
         self.0.wakeup.notify_all();
+    }
+
+    fn crash_point(&self, point: CrashPoint) {
+        crate::die_if(self, self.1, point);
     }
 
     fn spin(&self) {
@@ -183,7 +232,17 @@ pub fn check<F>(name: &str, preemptions: usize, model: F)
 where
     F: Fn() + Send + Sync + 'static,
 {
-    let bound = crate::Budget::loom_preemptions(preemptions);
+    check_at(name, crate::Budget::loom_preemptions(preemptions), model);
+}
+
+/// [`check`] at exactly `bound` preemptions, whatever
+/// `RINGPROOF_LOOM_PREEMPTIONS` says: for models whose state space grows too
+/// fast for the bound the other models run at in CI (they size their own
+/// bound).
+pub fn check_at<F>(name: &str, bound: usize, model: F)
+where
+    F: Fn() + Send + Sync + 'static,
+{
     let executions = StdArc::new(AtomicUsize::new(0));
     let counter = StdArc::clone(&executions);
     let mut builder = loom::model::Builder::new();
@@ -201,4 +260,14 @@ where
         executions.load(std::sync::atomic::Ordering::Relaxed),
         start.elapsed()
     );
+}
+
+impl crate::ModelShared for LoomShared {
+    fn dead_flag(&self, slot: u8) -> &LoomWord32 {
+        &self.0.dead[slot as usize]
+    }
+
+    fn dying_at(self, point: CrashPoint, slot: u8) -> Self {
+        LoomShared(self.0, Some((point, slot)))
+    }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ringproof::layout::{RECORD_ALIGN, capacity_ok};
 use ringproof::spsc;
-use ringproof::sync::{Ordering, Shared};
+use ringproof::sync::{CrashPoint, Ordering, Shared};
 use ringproof::{Consumer, Corruption, Producer};
 
 use crate::WordTable;
@@ -60,12 +60,22 @@ impl Drop for Borrow {
 struct Segment {
     words64: WordTable<ShuttleWord64>,
     words32: WordTable<ShuttleWord32>,
+    /// One word per 8-byte data word, for protocols whose record headers
+    /// are atomic ([`Shared::data_word64`]); empty for SPSC. Separate from
+    /// `bytes`: the protocol touches a record header's 8 bytes only through
+    /// its word, so the model need not alias them.
+    data_words: Box<[ShuttleWord64]>,
+    /// Per MPSC producer slot: 1 once the test killed that producer
+    /// ([`crate::ModelShared::kill`]); empty for SPSC.
+    dead: Box<[ShuttleWord32]>,
     capacity: u64,
     /// The data bytes, as 8-byte words (so the region is 8-aligned).
     bytes: Box<[UnsafeCell<u64>]>,
     claims: Claims,
-    /// Futex stand-in: parkers wait on `wakeup` under `lock`.
-    lock: Mutex<()>,
+    /// Futex stand-in: parkers wait on `wakeup` under `lock`, which counts
+    /// the wakes, so that a wake releases every thread parked before it
+    /// whatever the word holds (as `FUTEX_WAKE` does).
+    lock: Mutex<u64>,
     wakeup: Condvar,
 }
 
@@ -78,7 +88,7 @@ unsafe impl Send for Segment {}
 
 /// A ring segment under shuttle: head = tail = 0, open, zeroed data.
 #[derive(Clone, Debug)]
-pub struct ShuttleShared(Arc<Segment>);
+pub struct ShuttleShared(Arc<Segment>, Option<(CrashPoint, u8)>);
 
 impl ShuttleShared {
     /// A fresh segment of `capacity` data bytes.
@@ -87,17 +97,40 @@ impl ShuttleShared {
     ///
     /// When `capacity` is not one the ring accepts.
     pub fn new(capacity: u64) -> Self {
+        Self::with_words(capacity, &spsc::WORDS64, &spsc::WORDS32, 0)
+    }
+
+    /// A fresh segment of `capacity` data bytes with the header words a
+    /// protocol lists (`(offset, name)`, e.g. [`ringproof::mpsc::WORDS64`]);
+    /// with `slots` producer slots (MPSC), also a word per 8 data bytes and
+    /// a liveness flag per slot.
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is not one the ring accepts.
+    pub fn with_words(
+        capacity: u64,
+        words64: &[(usize, &str)],
+        words32: &[(usize, &str)],
+        slots: usize,
+    ) -> Self {
         assert!(capacity_ok(capacity), "bad model capacity {capacity}");
         let words = (capacity / RECORD_ALIGN) as usize;
-        ShuttleShared(Arc::new(Segment {
-            words64: WordTable::new(&spsc::WORDS64, || ShuttleWord64::new(0)),
-            words32: WordTable::new(&spsc::WORDS32, || ShuttleWord32::new(0)),
-            capacity,
-            bytes: (0..words).map(|_| UnsafeCell::new(0)).collect(),
-            claims: (0..words).map(|_| AtomicIsize::new(0)).collect(),
-            lock: Mutex::new(()),
-            wakeup: Condvar::new(),
-        }))
+        let data_words = if slots > 0 { words } else { 0 };
+        ShuttleShared(
+            Arc::new(Segment {
+                words64: WordTable::new(words64, || ShuttleWord64::new(0)),
+                words32: WordTable::new(words32, || ShuttleWord32::new(0)),
+                data_words: (0..data_words).map(|_| ShuttleWord64::new(0)).collect(),
+                dead: (0..slots).map(|_| ShuttleWord32::new(0)).collect(),
+                capacity,
+                bytes: (0..words).map(|_| UnsafeCell::new(0)).collect(),
+                claims: (0..words).map(|_| AtomicIsize::new(0)).collect(),
+                lock: Mutex::new(0),
+                wakeup: Condvar::new(),
+            }),
+            None,
+        )
     }
 }
 
@@ -131,6 +164,13 @@ unsafe impl Shared for ShuttleShared {
     }
     fn capacity(&self) -> u64 {
         self.0.capacity
+    }
+    fn data_word64(&self, offset: usize) -> &ShuttleWord64 {
+        assert!(offset % 8 == 0, "unaligned data word {offset}");
+        match self.0.data_words.get(offset / 8) {
+            Some(word) => word,
+            None => panic!("the model segment has no data word at {offset}"),
+        }
     }
 
     unsafe fn data(&self, offset: usize, len: usize, write: bool) -> (Borrow, *mut u8) {
@@ -182,14 +222,23 @@ unsafe impl Shared for ShuttleShared {
         // The timeout is ignored: a wake-up that never comes is a deadlock.
         let mut guard = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
         // SeqCst: the futex's own check, made under the lock `wake` takes.
-        while word.0.load(Ordering::SeqCst) == expected {
+        if word.0.load(Ordering::SeqCst) != expected {
+            return;
+        }
+        let parked_at = *guard;
+        while *guard == parked_at {
             guard = self.0.wakeup.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
     }
 
     fn wake(&self, _word: &ShuttleWord32) {
-        let _guard = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        *guard += 1;
         self.0.wakeup.notify_all();
+    }
+
+    fn crash_point(&self, point: CrashPoint) {
+        crate::die_if(self, self.1, point);
     }
 
     fn spin(&self) {
@@ -238,4 +287,14 @@ pub fn explore(
         .run(scenario);
     }
     (iterations, start.elapsed())
+}
+
+impl crate::ModelShared for ShuttleShared {
+    fn dead_flag(&self, slot: u8) -> &ShuttleWord32 {
+        &self.0.dead[slot as usize]
+    }
+
+    fn dying_at(self, point: CrashPoint, slot: u8) -> Self {
+        ShuttleShared(self.0, Some((point, slot)))
+    }
 }

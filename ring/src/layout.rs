@@ -65,6 +65,9 @@ pub const LINE: usize = 128;
 pub const MIN_CAPACITY: u64 = 32;
 /// Largest data region (1 TiB).
 pub const MAX_CAPACITY: u64 = 1 << 40;
+/// Positions beyond this are corrupt: 2^62 bytes is 14 years at 10 GB/s, and
+/// keeping positions below it keeps `position + capacity` from overflowing.
+pub const MAX_POSITION: u64 = 1 << 62;
 /// Records start on multiples of this.
 pub const RECORD_ALIGN: u64 = 8;
 /// Size of the record header.
@@ -156,8 +159,14 @@ pub const CHECKSUMMED: usize = offset_of!(Header, checksum);
 
 /// FNV-1a 64 over the immutable header bytes `0..24`.
 pub fn checksum(immutable: &[u8; CHECKSUMMED]) -> u64 {
+    fnv1a(immutable)
+}
+
+/// FNV-1a 64 over `bytes`: the checksum of every protocol's immutable
+/// header fields.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in immutable {
+    for &byte in bytes {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -197,6 +206,22 @@ pub const fn lap(position: u64, capacity: u64) -> u32 {
 #[inline(always)]
 pub const fn record_tag(kind: u32, position: u64, capacity: u64) -> u32 {
     kind ^ lap(position, capacity)
+}
+
+/// The header size of a protocol's segment: where its data region starts.
+/// [`crate::mem::MemShared`] takes it as a type parameter, so that its word
+/// checks are on constants and compile away.
+pub trait SegmentLayout {
+    /// Size of the header in bytes (a multiple of 8).
+    const HEADER_SIZE: usize;
+}
+
+/// The SPSC segment of this module.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spsc;
+
+impl SegmentLayout for Spsc {
+    const HEADER_SIZE: usize = HEADER_SIZE;
 }
 
 /// Total segment size for a data region of `capacity` bytes.

@@ -10,7 +10,8 @@
 //!    data borrows, fence, park/wake, crash points) and the word traits.
 //! 4. [`spsc`]: the protocol, written once over [`sync::Shared`] so that loom
 //!    and shuttle models run the shipped code. A new protocol is a sibling
-//!    module here, with its words in its layout.
+//!    module here, with its words in its layout: [`mpsc`] (many producers,
+//!    one consumer, dead producers skipped) has its own header and attach.
 //! 5. [`wait`]: parking on shared futex words (the OS side of park/wake).
 //! 6. [`mem`]: [`mem::MemShared`], the shipped [`sync::Shared`] over a
 //!    checked segment in memory (`core` atomics, [`wait`]'s futexes).
@@ -66,8 +67,10 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod bytes;
 pub mod layout;
 pub mod mem;
+pub mod mpsc;
 pub mod spsc;
 pub mod sync;
 pub mod validate;

@@ -5,13 +5,17 @@
 //!
 //! Any protocol runs over [`MemShared`]: it asks for the words its layout
 //! declares by offset, and `MemShared` checks that each offset is a word of
-//! the header (a check on a constant, which compiles away).
+//! the header (a check on a constant, which compiles away). The header size
+//! is the type parameter `L` ([`Spsc`] unless a view is made from another
+//! protocol's checked segment, e.g. [`MemShared::from_mpsc`]).
 #![allow(clippy::disallowed_types)]
 
+use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, AtomicU64};
 use core::time::Duration;
 
-use crate::layout::HEADER_SIZE;
+use crate::layout::{SegmentLayout, Spsc};
+use crate::mpsc::layout::Mpsc;
 use crate::sync::{CrashHook, CrashPoint, NoHook, Ordering, Shared, Word32, Word64};
 use crate::validate::Checked;
 
@@ -54,20 +58,22 @@ core_word!(AtomicU32: Word32<u32>);
 ///
 /// `O` is whatever keeps the memory alive (an `Arc` of a mapping or of a heap
 /// buffer); it is never touched on the hot path. `H` runs at each
-/// [`CrashPoint`]: [`NoHook`] except in crash-injection experiments.
+/// [`CrashPoint`]: [`NoHook`] except in crash-injection experiments. `L`
+/// is the protocol's header layout ([`Spsc`] or [`Mpsc`]).
 #[derive(Debug)]
-pub struct MemShared<O = (), H = NoHook> {
+pub struct MemShared<O = (), H = NoHook, L = Spsc> {
     base: *mut u8,
     capacity: u64,
     owner: O,
     hook: H,
+    layout: PhantomData<L>,
 }
 
 // MemShared is a (pointer, length) into memory every thread may access, plus
 // an owner and a hook that are themselves Send.
 // SAFETY: all concurrent access to the shared words goes through atomics, and
 // access to data bytes follows the protocol's ownership rules.
-unsafe impl<O: Send, H: Send> Send for MemShared<O, H> {}
+unsafe impl<O: Send, H: Send, L> Send for MemShared<O, H, L> {}
 
 impl<O> MemShared<O> {
     /// Wraps a segment that [`crate::validate::attach`] has checked; `owner`
@@ -82,24 +88,38 @@ impl<O> MemShared<O> {
     /// side of the same role over the same memory may be used, in this
     /// process or another.
     pub unsafe fn new(checked: Checked, owner: O) -> Self {
-        MemShared {
-            base: checked.base(),
-            capacity: checked.capacity(),
-            owner,
-            hook: NoHook,
-        }
+        MemShared::from_parts(checked.base(), checked.capacity(), owner, NoHook)
     }
 }
 
-impl<O, H> MemShared<O, H> {
+impl<O> MemShared<O, NoHook, Mpsc> {
+    /// Wraps an MPSC segment that [`crate::mpsc::validate::attach`] has
+    /// checked; `owner` keeps its memory alive.
+    ///
+    /// # Safety
+    ///
+    /// As [`MemShared::new`]; [`crate::mpsc`] allows one consumer and one
+    /// producer per slot.
+    pub unsafe fn from_mpsc(checked: crate::mpsc::validate::Checked, owner: O) -> Self {
+        MemShared::from_parts(checked.base(), checked.capacity(), owner, NoHook)
+    }
+}
+
+impl<O, H, L> MemShared<O, H, L> {
     /// The same view with `hook` run at each [`CrashPoint`] (for
     /// crash-injection experiments).
-    pub fn with_hook<H2: CrashHook>(self, hook: H2) -> MemShared<O, H2> {
+    pub fn with_hook<H2: CrashHook>(self, hook: H2) -> MemShared<O, H2, L> {
+        MemShared::from_parts(self.base, self.capacity, self.owner, hook)
+    }
+
+    /// The view of a checked segment at `base` (the constructors' contract).
+    const fn from_parts(base: *mut u8, capacity: u64, owner: O, hook: H) -> Self {
         MemShared {
-            base: self.base,
-            capacity: self.capacity,
-            owner: self.owner,
+            base,
+            capacity,
+            owner,
             hook,
+            layout: PhantomData,
         }
     }
 
@@ -112,20 +132,21 @@ impl<O, H> MemShared<O, H> {
     pub fn hook(&self) -> &H {
         &self.hook
     }
+}
 
+impl<O, H, L: SegmentLayout> MemShared<O, H, L> {
     /// Whether `offset` is a `size`-aligned word of `size` bytes inside the
     /// header (`size` a power of two).
     #[inline(always)]
     const fn header_word(offset: usize, size: usize) -> bool {
-        offset % size == 0 && offset + size <= HEADER_SIZE
+        offset % size == 0 && offset + size <= L::HEADER_SIZE
     }
 }
 
-// `capacity` comes from a checked header and never changes; `data` stays
-// inside the `HEADER_SIZE + capacity` bytes `attach` checked.
-// SAFETY: as above; each word is the fixed header bytes at its offset,
-// checked to lie in the header, before the data region.
-unsafe impl<O, H: CrashHook> Shared for MemShared<O, H> {
+// SAFETY: `capacity` is checked and fixed; `data` and `data_word64` stay in
+// the `L::HEADER_SIZE + capacity` bytes `attach` checked; each header word is
+// the fixed header bytes at its offset, checked to lie before the data region.
+unsafe impl<O, H: CrashHook, L: SegmentLayout> Shared for MemShared<O, H, L> {
     type W64 = AtomicU64;
     type W32 = AtomicU32;
     type Access = ();
@@ -158,11 +179,23 @@ unsafe impl<O, H: CrashHook> Shared for MemShared<O, H> {
     }
 
     #[inline(always)]
+    fn data_word64(&self, offset: usize) -> &AtomicU64 {
+        assert!(
+            offset % 8 == 0 && (offset as u64) < self.capacity,
+            "no 64-bit data word at {offset}"
+        );
+        // SAFETY: `offset` is 8-aligned and below the capacity (asserted): the
+        // aligned word lies in the data region (`base`, `L::HEADER_SIZE` are
+        // 8-aligned); the protocol reaches it only atomically (`data_word64`).
+        unsafe { AtomicU64::from_ptr(self.base.add(L::HEADER_SIZE + offset).cast()) }
+    }
+
+    #[inline(always)]
     unsafe fn data(&self, offset: usize, len: usize, _write: bool) -> ((), *mut u8) {
         debug_assert!(offset as u64 + len as u64 <= self.capacity);
         // SAFETY: the caller keeps `offset + len <= capacity`, and the data
         // region is the `capacity` bytes after the header.
-        ((), unsafe { self.base.add(HEADER_SIZE + offset) })
+        ((), unsafe { self.base.add(L::HEADER_SIZE + offset) })
     }
 
     #[inline(always)]

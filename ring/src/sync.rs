@@ -170,7 +170,10 @@ impl CrashHook for NoHook {
 /// - [`word64`](Shared::word64) and [`word32`](Shared::word32) return, for
 ///   each offset, the same word every time (in every view of the same
 ///   segment), words at distinct offsets are distinct, and no word overlaps
-///   the data region.
+///   the data region;
+/// - [`data_word64`](Shared::data_word64) returns, for each 8-aligned
+///   `offset < capacity`, the same word every time (in every view of the
+///   same segment), distinct from every header word.
 ///
 /// They need not (and cannot) guarantee what another process writes there:
 /// the protocol checks every value it reads.
@@ -197,6 +200,24 @@ pub unsafe trait Shared {
     fn word32(&self, offset: usize) -> &Self::W32;
     /// Size of the data region in bytes.
     fn capacity(&self) -> u64;
+
+    /// The 64-bit word at byte `offset` of the data region, for protocols
+    /// whose record headers are atomic words ([`crate::mpsc`]). `offset` is
+    /// computed by the protocol from a checked position (8-aligned, below
+    /// the capacity), never taken from the segment unchecked.
+    ///
+    /// In the shipped backend the word *is* the 8 data bytes at `offset`,
+    /// which [`data`](Shared::data) also reaches; the models keep a separate
+    /// table of words beside the data bytes. A protocol that uses this word
+    /// for a record header touches those 8 bytes only through it, and its
+    /// other data bytes through `data` only while no other side can load
+    /// them as a word (see the protocol's ownership rules).
+    ///
+    /// # Panics
+    ///
+    /// When `offset` is not 8-aligned or not below the capacity (a bug in
+    /// the protocol, not in the segment).
+    fn data_word64(&self, offset: usize) -> &Self::W64;
 
     /// Begins a borrow of data bytes `offset..offset + len`, for writing when
     /// `write`; returns the access token and a pointer to the first byte.

@@ -133,14 +133,10 @@ const _: () = assert!(IMMUTABLE == CHECKSUMMED + 8);
 /// `base` is valid for reads of `len` bytes for the duration of the call.
 /// The bytes may change concurrently (they come from another process).
 pub unsafe fn attach(base: *const u8, len: usize) -> Result<Checked, AttachError> {
-    check_region(len, base.align_offset(8) == 0)?;
-    let mut immutable = [0u8; IMMUTABLE];
-    for (i, byte) in immutable.iter_mut().enumerate() {
-        // SAFETY: i < IMMUTABLE = 32 <= HEADER_SIZE <= len (`check_region`
-        // returned `Ok`), and `base` is readable for `len` bytes; a volatile
-        // read takes each byte exactly once.
-        *byte = unsafe { base.add(i).read_volatile() };
-    }
+    check_region(len, base.align_offset(8) == 0, HEADER_SIZE)?;
+    // SAFETY: IMMUTABLE = 32 <= HEADER_SIZE <= len (`check_region` returned
+    // `Ok`), and `base` is readable for `len` bytes.
+    let immutable = unsafe { read_once::<IMMUTABLE>(base) };
     let capacity = check_header(&immutable, len)?;
     Ok(Checked {
         base: base.cast_mut(),
@@ -148,10 +144,30 @@ pub unsafe fn attach(base: *const u8, len: usize) -> Result<Checked, AttachError
     })
 }
 
-/// The checks [`attach`] makes before it reads anything: the region holds a
-/// whole header and starts on an 8-byte boundary.
-fn check_region(len: usize, aligned: bool) -> Result<(), AttachError> {
-    if len < HEADER_SIZE {
+/// Copies the first `N` bytes at `base`, each read exactly once (volatile):
+/// a peer rewriting them meanwhile cannot make a check see one value and a
+/// use another.
+///
+/// # Safety
+///
+/// `base` is valid for reads of `N` bytes.
+pub(crate) unsafe fn read_once<const N: usize>(base: *const u8) -> [u8; N] {
+    let mut bytes = [0u8; N];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        // SAFETY: i < N bytes the caller lets us read.
+        *byte = unsafe { base.add(i).read_volatile() };
+    }
+    bytes
+}
+
+/// The checks an attach makes before it reads anything: the region holds a
+/// whole header of `header_size` bytes and starts on an 8-byte boundary.
+pub(crate) fn check_region(
+    len: usize,
+    aligned: bool,
+    header_size: usize,
+) -> Result<(), AttachError> {
+    if len < header_size {
         return Err(AttachError::TooSmall { len });
     }
     if !aligned {

@@ -6,8 +6,9 @@ use core::time::Duration;
 
 use super::{
     Corruption, MAX_POSITION, PopIntoError, PopValueError, ReadError, Words, check_positions,
-    copy_bytes, read_header,
+    read_header,
 };
+use crate::bytes::copy_bytes;
 use crate::layout::{
     RECORD_ALIGN, RECORD_HEADER, RECORD_MESSAGE, RECORD_PADDING, lap, max_message, record_size,
 };

@@ -107,9 +107,7 @@ pub const WORDS32: [(usize, &str); 5] = [
     (CONSUMER_GEN_OFFSET, "consumer_gen"),
 ];
 
-/// Positions beyond this are corrupt: 2^62 bytes is 14 years at 10 GB/s, and
-/// keeping positions below it keeps `position + capacity` from overflowing.
-pub const MAX_POSITION: u64 = 1 << 62;
+pub use crate::layout::MAX_POSITION;
 
 /// Checks the two published positions as a fresh side finds them.
 fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), Corruption> {
@@ -152,45 +150,9 @@ unsafe fn read_header(ptr: *const u8) -> [u8; 8] {
     }
 }
 
-/// `dst.copy_from_slice(src)`, with copies of up to 16 bytes done inline by
-/// two overlapping fixed-size moves instead of a call to `memcpy`.
-#[inline(always)]
-fn copy_bytes(dst: &mut [u8], src: &[u8]) {
-    let n = src.len();
-    let dst = &mut dst[..n];
-    if n > 16 {
-        dst.copy_from_slice(src);
-    } else if n >= 8 {
-        dst[..8].copy_from_slice(&src[..8]);
-        dst[n - 8..].copy_from_slice(&src[n - 8..]);
-    } else if n >= 4 {
-        dst[..4].copy_from_slice(&src[..4]);
-        dst[n - 4..].copy_from_slice(&src[n - 4..]);
-    } else if n >= 2 {
-        dst[..2].copy_from_slice(&src[..2]);
-        dst[n - 2..].copy_from_slice(&src[n - 2..]);
-    } else if n == 1 {
-        dst[0] = src[0];
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{copy_bytes, read_header};
-
-    #[test]
-    fn copy_bytes_copies_every_length_exactly() {
-        let src: [u8; 40] = core::array::from_fn(|i| i as u8 + 1);
-        for n in 0..=src.len() {
-            let mut dst = [0xEEu8; 48];
-            copy_bytes(&mut dst[..n], &src[..n]);
-            assert_eq!(&dst[..n], &src[..n], "length {n}");
-            assert!(
-                dst[n..].iter().all(|&b| b == 0xEE),
-                "length {n} wrote past the end"
-            );
-        }
-    }
+    use super::read_header;
 
     #[test]
     fn read_header_reads_the_bytes_as_they_lie_aligned_or_not() {

@@ -4,7 +4,8 @@
 use core::ops::{Deref, DerefMut};
 use core::time::Duration;
 
-use super::{Corruption, MAX_POSITION, PushError, Words, check_positions, copy_bytes};
+use super::{Corruption, MAX_POSITION, PushError, Words, check_positions};
+use crate::bytes::copy_bytes;
 use crate::layout::{
     RECORD_ALIGN, RECORD_HEADER, RECORD_MESSAGE, RECORD_PADDING, max_message, record_size,
     record_tag,

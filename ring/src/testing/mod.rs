@@ -17,16 +17,26 @@
 //!   peer would (`scribble_segment`, with `shm`: into a shared-memory
 //!   segment through its file); [`scribble_offsets`] draws where (live
 //!   words, the immutable header, record headers, data).
+//! - MPSC: [`MpscModel`] (one queue per producer plus the merged order),
+//!   [`MpscOp`] with [`mpsc_strategy`] and an `Arbitrary` impl (the
+//!   `mpsc_ops` fuzz target), [`MpscRing`] (its liveness a [`Deaths`] table)
+//!   and [`MpscDifferential`].
 //! - [`TempName`] (with `shm`): a unique segment name removed on drop. It is
 //!   [`crate::shm::TempName`], which the CLI and the benches use too.
 //!
 //! It may use every public part of the crate and nothing private: it tests
 //! the ring from outside, as a peer process would see it.
 
+mod mpsc;
 mod op;
 mod oracle;
 mod ring;
 
+pub use mpsc::{
+    Deaths, MAX_RESTARTS, MPSC_IMMUTABLE, MpscDifferential, MpscModel, MpscOp, MpscOutcome,
+    MpscRing, Refusal, abandoned_payload, assert_in_mpsc_data, mpsc_len_strategy, mpsc_payload,
+    mpsc_strategy,
+};
 pub use op::{
     Op, Outcome, Side, Word, hostile_strategy, len_strategy, live_word_offsets, scribble_offsets,
     sequential_strategy, wrap_lengths,

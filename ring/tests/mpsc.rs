@@ -1,0 +1,396 @@
+//! Black-box tests of the MPSC protocol over in-process heap segments:
+//! per-producer order and exactly-once delivery, dead and stalled
+//! producers, wrap-around, full/empty, close, and corrupt segments.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ringproof::heap::AlignedBuf;
+use ringproof::mpsc::heap::{HeapShared, channel, segment, shared};
+use ringproof::mpsc::layout::{Claim, free_word, kind};
+use ringproof::mpsc::{
+    AlwaysAlive, Consumer, Corruption, Liveness, OpenError, Producer, PushError, ReadError, Words,
+};
+use ringproof::sync::Shared;
+
+/// A liveness table the test flips: every slot alive until `kill`.
+#[derive(Clone, Debug)]
+struct Flags(Arc<[AtomicBool; 64]>);
+
+impl Flags {
+    fn new() -> Self {
+        Flags(Arc::new(std::array::from_fn(|_| AtomicBool::new(true))))
+    }
+    /// Marks `slot` dead; its producer must not touch the ring again.
+    fn kill(&self, slot: u8) {
+        // Release: the dead producer's accesses happen before the consumer
+        // acts on its death; pairs with the Acquire load in `alive`.
+        self.0[slot as usize].store(false, Ordering::Release);
+    }
+}
+
+// SAFETY: `kill` is called only after the slot's producer made its last
+// access (on this thread, or joined), and publishes it with Release.
+unsafe impl Liveness for Flags {
+    fn alive(&self, slot: u8, _generation: u32) -> bool {
+        // Acquire: pairs with the Release store in `kill`.
+        self.0[slot as usize].load(Ordering::Acquire)
+    }
+}
+
+/// Message `seq` of producer `slot`: its length varies, every byte says
+/// who and which, so a torn or misdelivered message fails the check.
+fn message(slot: u8, seq: u32, max: usize) -> Vec<u8> {
+    let len = 8 + (seq as usize * 7 + slot as usize * 3) % (max - 7);
+    let mut bytes = vec![slot ^ (seq as u8).wrapping_mul(31); len];
+    bytes[..4].copy_from_slice(&seq.to_ne_bytes());
+    bytes[4] = slot;
+    bytes
+}
+
+/// Checks a delivered message and returns (slot, seq).
+fn parse(bytes: &[u8], max: usize) -> (u8, u32) {
+    let seq = u32::from_ne_bytes(bytes[..4].try_into().unwrap());
+    let slot = bytes[4];
+    assert_eq!(bytes, message(slot, seq, max), "torn message {slot}/{seq}");
+    (slot, seq)
+}
+
+/// A ring plus a spare view over the same bytes for scribbling.
+fn ring(
+    capacity: u64,
+    producers: u32,
+) -> (
+    Vec<Producer<HeapShared>>,
+    Consumer<HeapShared, Flags>,
+    Flags,
+    HeapShared,
+) {
+    let buf = Arc::new(segment(capacity, producers).unwrap());
+    let flags = Flags::new();
+    // SAFETY: one producer per slot and one consumer; the spare view only
+    // loads and stores words.
+    let view = || unsafe { shared(&buf) }.unwrap().0;
+    let sides = (0..producers)
+        .map(|slot| Producer::new(view(), slot as u8).unwrap())
+        .collect();
+    let consumer = Consumer::new(view(), flags.clone()).unwrap();
+    (sides, consumer, flags, view())
+}
+
+fn push_retry(p: &mut Producer<HeapShared>, bytes: &[u8]) {
+    loop {
+        match p.push(bytes) {
+            Ok(()) => return,
+            Err(PushError::Full) => {
+                p.wait_writable(Some(std::time::Duration::from_millis(5)))
+                    .unwrap();
+            }
+            Err(e) => panic!("push: {e}"),
+        }
+    }
+}
+
+#[test]
+fn producer_threads_deliver_every_message_once_in_each_producers_order() {
+    let (producers, mut consumer) = channel(1024, 4, AlwaysAlive).unwrap();
+    let max = producers[0].max_message().min(100);
+    let per = 5_000u32;
+    let threads: Vec<_> = producers
+        .into_iter()
+        .map(|mut p| {
+            std::thread::spawn(move || {
+                let slot = p.slot();
+                for seq in 0..per {
+                    push_retry(&mut p, &message(slot, seq, max));
+                }
+            })
+        })
+        .collect();
+    let mut next = [0u32; 4];
+    let mut got = 0;
+    while got < 4 * per {
+        match consumer.read() {
+            Ok(read) => {
+                let (slot, seq) = parse(&read, max);
+                assert_eq!(seq, next[slot as usize], "producer {slot} out of order");
+                next[slot as usize] += 1;
+                got += 1;
+                read.release();
+            }
+            Err(ReadError::Empty | ReadError::Pending { .. }) => {
+                consumer
+                    .wait_readable(Some(std::time::Duration::from_millis(5)))
+                    .unwrap();
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(next, [per; 4]);
+    assert_eq!(consumer.read().err(), Some(ReadError::Empty));
+}
+
+#[test]
+fn a_stalled_live_producer_is_waited_for_never_skipped() {
+    let (mut producers, mut consumer, _flags, _) = ring(256, 2);
+    let (first, second) = producers.split_at_mut(1);
+    let mut grant = first[0].reserve(5).unwrap();
+    grant.copy_from_slice(b"early");
+    second[0].push(b"later").unwrap();
+    for _ in 0..3 {
+        assert_eq!(consumer.read().err(), Some(ReadError::Pending { slot: 0 }));
+        assert!(
+            !consumer
+                .wait_readable(Some(std::time::Duration::ZERO))
+                .unwrap()
+        );
+    }
+    grant.commit();
+    assert_eq!(consumer.pop().unwrap(), b"early");
+    assert_eq!(consumer.pop().unwrap(), b"later");
+    assert_eq!(consumer.pop(), Err(ReadError::Empty));
+}
+
+#[test]
+fn a_producer_dead_mid_claim_is_skipped_and_the_rest_delivered() {
+    let (mut producers, mut consumer, flags, _) = ring(256, 2);
+    producers[0].push(b"before death").unwrap();
+    let mut grant = producers[0].reserve(12).unwrap();
+    grant[..6].copy_from_slice(b"half o");
+    grant.abandon(); // the producer dies here, mid-payload
+    producers[1].push(b"other").unwrap();
+    assert_eq!(consumer.pop().unwrap(), b"before death");
+    assert_eq!(consumer.read().err(), Some(ReadError::Pending { slot: 0 }));
+    flags.kill(0);
+    assert_eq!(consumer.pop().unwrap(), b"other");
+    assert_eq!(consumer.pop(), Err(ReadError::Empty));
+    // 24 + 24 (skipped) + 16 bytes released: the space is back.
+    assert_eq!(consumer.position(), 64);
+    producers[1].push(b"after").unwrap();
+    assert_eq!(consumer.pop().unwrap(), b"after");
+}
+
+#[test]
+fn a_dropped_grant_is_skipped() {
+    let (mut producers, mut consumer) = channel(64, 1, AlwaysAlive).unwrap();
+    let p = &mut producers[0];
+    drop(p.reserve(8).unwrap());
+    p.push(b"kept").unwrap();
+    assert_eq!(consumer.pop().unwrap(), b"kept");
+    assert_eq!(consumer.position(), 32);
+}
+
+#[test]
+fn wrap_around_claims_padding_to_the_end() {
+    let (mut producers, mut consumer) = channel(64, 2, AlwaysAlive).unwrap();
+    let (a, b) = producers.split_at_mut(1);
+    a[0].push(&[1; 16]).unwrap(); // 0..24
+    b[0].push(&[2; 16]).unwrap(); // 24..48
+    assert_eq!(consumer.pop().unwrap(), [1; 16]);
+    // 16 bytes left before the end: padding 48..64, then 64..88.
+    let mut grant = b[0].reserve(16).unwrap();
+    assert_eq!(grant.position(), 64);
+    grant.copy_from_slice(&[3; 16]);
+    grant.commit();
+    assert_eq!(consumer.pop().unwrap(), [2; 16]);
+    assert_eq!(consumer.pop().unwrap(), [3; 16]);
+    for round in 0..50u8 {
+        a[0].push(&[round; 13]).unwrap();
+        b[0].push(&[round; 3]).unwrap();
+        assert_eq!(consumer.pop().unwrap(), [round; 13]);
+        assert_eq!(consumer.pop().unwrap(), [round; 3]);
+    }
+}
+
+#[test]
+fn full_then_drained_then_empty() {
+    let (mut producers, mut consumer) = channel(64, 2, AlwaysAlive).unwrap();
+    let max = producers[0].max_message();
+    assert_eq!(
+        producers[0].push(&[0; 64]),
+        Err(PushError::TooLarge { len: 64, max })
+    );
+    assert_eq!(consumer.pop(), Err(ReadError::Empty));
+    for i in 0..4 {
+        producers[i % 2].push(&[i as u8; 8]).unwrap();
+    }
+    assert_eq!(producers[1].push(&[9; 8]), Err(PushError::Full));
+    assert!(
+        !producers[1]
+            .wait_writable(Some(std::time::Duration::ZERO))
+            .unwrap()
+    );
+    assert_eq!(consumer.pop().unwrap(), [0; 8]);
+    producers[1].push(&[4; 8]).unwrap();
+    for i in 1..5 {
+        assert_eq!(consumer.pop().unwrap(), [i as u8; 8]);
+    }
+    assert_eq!(consumer.pop(), Err(ReadError::Empty));
+}
+
+#[test]
+fn batches_release_together_and_pop_into_keeps_what_does_not_fit() {
+    let (mut producers, mut consumer) = channel(128, 1, AlwaysAlive).unwrap();
+    for i in 0..3u8 {
+        producers[0].push(&[i; 5]).unwrap();
+    }
+    let mut small = [0u8; 4];
+    assert_eq!(consumer.pop_into(&mut small), Ok(None));
+    let mut batch = consumer.read_batch();
+    assert_eq!(batch.read().unwrap(), [0; 5]);
+    assert_eq!(batch.read().unwrap(), [1; 5]);
+    assert_eq!(batch.len(), 2);
+    batch.release();
+    assert_eq!(consumer.position(), 32);
+    let mut buf = [0u8; 8];
+    assert_eq!(consumer.pop_into(&mut buf), Ok(Some(5)));
+    assert_eq!(consumer.read_batch().read().err(), Some(ReadError::Empty));
+}
+
+#[test]
+fn close_by_any_producer_ends_the_stream_after_what_was_committed() {
+    let (mut producers, mut consumer) = channel(128, 2, AlwaysAlive).unwrap();
+    producers[0].push(b"one").unwrap();
+    producers[1].close().unwrap();
+    assert_eq!(producers[0].push(b"two"), Err(PushError::Closed));
+    assert!(consumer.wait_readable(None).unwrap());
+    assert_eq!(consumer.pop().unwrap(), b"one");
+    assert_eq!(consumer.pop(), Err(ReadError::Closed));
+    assert!(consumer.wait_readable(None).unwrap());
+}
+
+#[test]
+fn bad_slots_are_refused() {
+    let buf = Arc::new(segment(64, 1).unwrap());
+    // SAFETY: the producer is never used.
+    let (view, _) = unsafe { shared(&buf) }.unwrap();
+    assert_eq!(
+        Producer::new(view, 64).err(),
+        Some(OpenError::BadSlot { slot: 64, max: 64 })
+    );
+    assert!(channel(64, 0, AlwaysAlive).is_err());
+    assert!(channel(48, 1, AlwaysAlive).is_err());
+    let _ = AlignedBuf::zeroed(1);
+}
+
+/// Scribbles `word` over the first record header and returns what the consumer says.
+fn consumer_sees(word: u64) -> ReadError {
+    let (_, mut consumer, _, view) = ring(64, 1);
+    // Relaxed: one thread; the consumer reads the word after.
+    view.data_word64(0)
+        .store(word, ringproof::sync::Ordering::Relaxed);
+    let err = consumer.read().err().unwrap();
+    assert_eq!(
+        consumer.read().err(),
+        Some(err),
+        "the consumer stays poisoned"
+    );
+    err
+}
+
+#[test]
+fn corrupt_record_words_are_typed_errors() {
+    let claim = |kind, lap, len| Claim {
+        kind,
+        slot: 0,
+        gen_low: 1,
+        lap_low: lap,
+        len,
+    };
+    let corrupted = ReadError::Corrupted;
+    assert_eq!(
+        consumer_sees(claim(5, 0, 8).word()),
+        corrupted(Corruption::RecordKind)
+    );
+    assert_eq!(
+        consumer_sees(claim(kind::MESSAGE, 1, 8).word()),
+        corrupted(Corruption::RecordLap)
+    );
+    assert_eq!(
+        consumer_sees(claim(kind::MESSAGE, 0, 25).word()),
+        corrupted(Corruption::RecordLength)
+    );
+    assert_eq!(
+        consumer_sees(claim(kind::PADDING, 0, 8).word()),
+        corrupted(Corruption::RecordLength)
+    );
+    assert_eq!(
+        consumer_sees(free_word(1)),
+        corrupted(Corruption::RecordKind)
+    );
+}
+
+#[test]
+fn corrupt_indices_are_typed_errors() {
+    // Relaxed (every scribble below): one thread; the sides read after.
+    use ringproof::sync::Ordering::Relaxed;
+    let (mut producers, mut consumer, _, view) = ring(64, 1);
+    producers[0].push(b"x").unwrap();
+    view.tail_hint().store(12, Relaxed);
+    assert_eq!(
+        producers[0].push(b"y"),
+        Err(PushError::Corrupted(Corruption::TailHint))
+    );
+    view.head().store(4, Relaxed);
+    assert_eq!(
+        consumer.read().err(),
+        Some(ReadError::Corrupted(Corruption::OwnIndex))
+    );
+    let (mut producers, _, _, view) = ring(64, 1);
+    view.head().store(4, Relaxed);
+    assert_eq!(
+        producers[0].push(b"y"),
+        Err(PushError::Corrupted(Corruption::Head))
+    );
+    let (mut producers, _, _, view) = ring(64, 1);
+    view.data_word64(0).store(free_word(7), Relaxed);
+    view.head().store(0, Relaxed);
+    assert_eq!(
+        producers[0].push(b"z"),
+        Err(PushError::Full),
+        "a word stamped for a later lap is the consumer mid-release"
+    );
+    view.data_word64(0)
+        .store(Claim::from_word(0).with_kind(7).word(), Relaxed);
+    assert_eq!(
+        producers[0].push(b"z"),
+        Err(PushError::Corrupted(Corruption::RecordKind))
+    );
+    let (_, _, _, view) = ring(64, 1);
+    view.head().store(7, Relaxed);
+    assert_eq!(
+        Consumer::new(view, AlwaysAlive).err(),
+        Some(OpenError::Corrupted(Corruption::Head))
+    );
+}
+
+#[test]
+fn a_whole_lap_of_skipped_records_reads_empty_and_is_released() {
+    // 512 + 72 + 440 = 1024 bytes of given-up records: the ring is full of
+    // records the consumer passes, and the word after them is the first
+    // one's own (not stamped yet).
+    let (mut producers, mut consumer) = channel(1024, 1, AlwaysAlive).unwrap();
+    let p = &mut producers[0];
+    for len in [504, 57, 425] {
+        drop(p.reserve(len).unwrap());
+    }
+    assert_eq!(p.push(b""), Err(PushError::Full));
+    assert_eq!(consumer.read().err(), Some(ReadError::Empty));
+    assert_eq!(
+        consumer.position(),
+        1024,
+        "the skipped records are released"
+    );
+    p.push(b"after a lap").unwrap();
+    assert_eq!(consumer.pop().unwrap(), b"after a lap");
+    // From 1048: 512 + 488 to the end of the region, 24 after the wrap.
+    for len in [504, 480, 16] {
+        drop(p.reserve(len).unwrap());
+    }
+    assert_eq!(p.push(b""), Err(PushError::Full));
+    p.close().unwrap();
+    assert_eq!(consumer.read_batch().read().err(), Some(ReadError::Closed));
+}
