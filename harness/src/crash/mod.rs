@@ -48,6 +48,8 @@
 //! - `process.rs`: forking, waiting for and killing children;
 //! - `run.rs`: one run, and the checks of its stream and segment;
 //! - `experiment.rs`: points and random mode;
+//! - `mpsc/`: the same for the MPSC ring (several producers, one
+//!   consumer): its side page, children, driver and checker;
 //! - `cli.rs`: `ringproof crash`.
 #![allow(clippy::disallowed_types)] // the side page is ours, not the ring's: plain atomics.
 
@@ -57,6 +59,7 @@ mod config;
 mod experiment;
 mod hook;
 mod message;
+mod mpsc;
 mod process;
 mod report;
 mod run;
@@ -75,7 +78,8 @@ use ringproof::{
 pub use cli::{CrashArgs, run};
 pub use config::{CrashConfig, CrashError, ModeArg, RoleArg};
 pub use experiment::run_experiment;
-pub use hook::{CrashShared, KillAt};
+pub use hook::{CrashMpsc, CrashShared, KillAt};
+pub use mpsc::check::{Evidence, ProducerFacts, Verdict, check};
 pub use report::{CrashReport, PointRow, Progress};
 
 /// Default messages per run in points mode (`RINGPROOF_CRASH_MESSAGES`).
@@ -116,3 +120,5 @@ const EXIT_PANIC: i32 = 25;
 /// Unit tests only: a [`Delivery`](child::Delivery) ran out of its side-page stores (the
 /// simulated death of a consumer between two of its stores).
 const EXIT_STORES_SPENT: i32 = 26;
+/// An MPSC consumer read `Corrupted` from the ring.
+const EXIT_CORRUPTED: i32 = 28;

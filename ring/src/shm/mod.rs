@@ -62,7 +62,9 @@ pub use lease::{
     CONSUMER_LOCK_BYTE, Lease, NAME_LOCK_BYTE, PRODUCER_LOCK_BYTE, SLOT_LOCK_BASE, slot_lock_byte,
 };
 pub use lifecycle::{Namespace, Removal};
-pub use mpsc::{MpscInspection, ShmMpscConsumer, ShmMpscProducer, SlotLeases, SlotState};
+pub use mpsc::{
+    MpscClaim, MpscInspection, ShmMpscConsumer, ShmMpscProducer, SlotLeases, SlotState,
+};
 pub use segment::{Entry, Inspection, Posix, PosixMpsc, Segment, list, remove_stale, scan, unlink};
 pub use temp_name::TempName;
 

@@ -144,6 +144,90 @@ unsafe impl Liveness for SlotLeases {
     }
 }
 
+/// What keeps a claimed MPSC side's memory and role (see [`claim_slot`]
+/// and [`claim_consumer`]): the segment, the role's lease and, for a
+/// producer, its slot's lease. Fields drop in order: the slot first, as
+/// [`ShmMpscProducer`] lets go of it.
+#[derive(Debug)]
+pub struct MpscClaim {
+    slot_lease: Option<Lease>,
+    lease: Lease,
+    segment: Arc<Segment>,
+}
+
+impl MpscClaim {
+    /// The mapped segment.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// The role's lease.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// A producer's slot lease (`None` for the consumer).
+    pub fn slot_lease(&self) -> Option<&Lease> {
+        self.slot_lease.as_ref()
+    }
+}
+
+/// Takes a free producer slot of the MPSC segment `name` as
+/// [`ShmMpscProducer::with_slots`] does, and returns the view of the segment
+/// and the slot, so that a caller can run [`Producer::new`] over its own
+/// [`Shared`] wrapping the view (with a crash hook, say); `Producer::new`
+/// bumps the slot's generation. The view owns both leases. Unlike the
+/// `ShmMpsc*` types, nothing here closes the stream or removes the name.
+pub fn claim_slot(
+    name: &str,
+    mode: OpenMode,
+    producers: u32,
+) -> Result<(MemShared<MpscClaim, NoHook, Mpsc>, u8), ShmError> {
+    let (segment, lease) = acquire(name, Role::Producer, mode, producers)?;
+    let (_, max) = segment.checked_mpsc_view(())?;
+    let mut taken = None;
+    for slot in 0..max.min(crate::mpsc::layout::MAX_SLOTS as u32) as u8 {
+        if let Some(slot_lease) = Lease::try_slot(segment.fd(), slot)? {
+            taken = Some((slot, slot_lease));
+            break;
+        }
+    }
+    let Some((slot, slot_lease)) = taken else {
+        return Err(ShmError::SlotsTaken { max });
+    };
+    let owner = MpscClaim {
+        slot_lease: Some(slot_lease),
+        lease,
+        segment: Arc::clone(&segment),
+    };
+    let (view, _) = segment.checked_mpsc_view(owner)?;
+    Ok((view, slot))
+}
+
+/// Takes the consumer role of the MPSC segment `name` as
+/// [`ShmMpscConsumer::with_slots`] does, and returns the view of the
+/// segment and the [`SlotLeases`] oracle, for [`Consumer::new`] over the
+/// caller's own [`Shared`]. Nothing here removes the name.
+pub fn claim_consumer(
+    name: &str,
+    mode: OpenMode,
+    producers: u32,
+) -> Result<(MemShared<MpscClaim, NoHook, Mpsc>, SlotLeases), ShmError> {
+    let (segment, lease) = acquire(name, Role::Consumer, mode, producers)?;
+    let (oracle_view, _) = segment.checked_mpsc_view(Arc::clone(&segment))?;
+    let liveness = SlotLeases {
+        segment: Arc::clone(&segment),
+        view: oracle_view,
+    };
+    let owner = MpscClaim {
+        slot_lease: None,
+        lease,
+        segment: Arc::clone(&segment),
+    };
+    let (view, _) = segment.checked_mpsc_view(owner)?;
+    Ok((view, liveness))
+}
+
 /// One producer of an MPSC ring in shared memory, holding one slot.
 #[derive(Debug)]
 pub struct ShmMpscProducer {
