@@ -558,8 +558,6 @@ impl<'a> Run<'a> {
             super::RoleArg::Consumer => true,
             super::RoleArg::Both => pick % 10 < 3,
         };
-        soak.left -= 1;
-        soak.in_run += 1;
         if kill_consumer {
             if let Some(Slot::Running(pid)) = self.consumer {
                 match kill_and_reap(pid) {
@@ -574,6 +572,7 @@ impl<'a> Run<'a> {
                     }
                 }
                 self.consumer_kills += 1;
+                self.counted_kill();
                 self.settle_consumer();
                 self.spawn_consumer(false)?;
             }
@@ -590,7 +589,10 @@ impl<'a> Run<'a> {
         self.settle_producer(id, end, None);
         match end {
             End::Killed | End::Exited(EXIT_ABANDONED) => {
-                self.producer_kills += u64::from(end == End::Killed);
+                if end == End::Killed {
+                    self.producer_kills += 1;
+                    self.counted_kill();
+                }
                 self.spawn_producer(id, false)?;
             }
             End::Exited(EXIT_OK) => self.producers[id] = Some(Slot::Done),
@@ -600,6 +602,14 @@ impl<'a> Run<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Counts a soak kill that landed on a live child.
+    fn counted_kill(&mut self) {
+        if let Some(soak) = self.soak.as_deref_mut() {
+            soak.left = soak.left.saturating_sub(1);
+            soak.in_run += 1;
+        }
     }
 
     /// Kills every child still running; producers are settled like any
