@@ -79,6 +79,7 @@ pub use cli::{CrashArgs, run};
 pub use config::{CrashConfig, CrashError, ModeArg, RoleArg};
 pub use experiment::run_experiment;
 pub use hook::{CrashMpsc, CrashShared, KillAt};
+pub use mpsc::MPSC_POINTS;
 pub use mpsc::check::{Evidence, ProducerFacts, Verdict, check};
 pub use report::{CrashReport, PointRow, Progress};
 
