@@ -12,6 +12,8 @@
 //!   fresh child takes the role over and finishes the stream.
 //! - **random**: producer and/or consumer are killed from outside at random
 //!   moments of one long stream and replaced each time, `kills` times.
+//! - **mpsc**: both of the above for the MPSC ring, with several producer
+//!   processes and one consumer (see `mpsc/mod.rs`).
 //!
 //! After each run the invariants are checked: every committed message is
 //! delivered, in order, from the producer that committed it; no torn message;
