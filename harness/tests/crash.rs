@@ -102,6 +102,40 @@ fn mpsc_matrix_and_soak_lose_nothing() {
     );
 }
 
+/// `ringproof crash --mode mpsc`: exit 0 and a passed JSON report; a bad
+/// `--producers` is exit 2.
+fn mpsc_cli_reports_and_exits() {
+    let bin = env!("CARGO_BIN_EXE_ringproof");
+    let out = std::process::Command::new(bin)
+        .args(["crash", "--mode", "mpsc", "--producers", "4"])
+        .args(["--messages", "4", "--kills", "20", "--json"])
+        .output()
+        .expect("run ringproof crash");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mpsc cli: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for field in [
+        "\"passed\":true",
+        "\"mode\":\"mpsc\"",
+        "\"producers\":4",
+        "\"unblock_median_us\"",
+    ] {
+        assert!(text.contains(field), "{field} missing from {text}");
+    }
+    let bad = std::process::Command::new(bin)
+        .args(["crash", "--mode", "mpsc", "--producers", "1"])
+        .output()
+        .expect("run ringproof crash");
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "one producer is not an MPSC experiment"
+    );
+}
+
 fn segments_left() -> usize {
     let prefix = format!("ringproof-crash-{}-", std::process::id());
     std::fs::read_dir("/dev/shm")
@@ -131,6 +165,7 @@ fn main() {
     enumeration_covers_every_crash_point_of_both_roles();
     random_kills_of_both_roles_lose_nothing();
     mpsc_matrix_and_soak_lose_nothing();
+    mpsc_cli_reports_and_exits();
     assert_eq!(segments_left(), 0, "segments left in /dev/shm");
     println!("test crash ... ok");
 }
