@@ -216,6 +216,57 @@ pub trait SegmentLayout {
     const HEADER_SIZE: usize;
 }
 
+/// Which protocol a segment holds, as its magic says: the first eight bytes
+/// of every segment are [`MAGIC`] (SPSC) or [`crate::mpsc::layout::MAGIC`]
+/// (MPSC). Opening a segment as the other kind is refused by the attach of
+/// each protocol; the shared-memory backend names both kinds in its error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RingKind {
+    /// One producer, one consumer ([`crate::spsc`]).
+    Spsc,
+    /// Many producers, one consumer ([`crate::mpsc`]).
+    Mpsc,
+}
+
+impl RingKind {
+    /// The kind whose magic `magic` is, or `None` (not a ringproof segment,
+    /// or not initialised yet).
+    pub fn from_magic(magic: &[u8]) -> Option<RingKind> {
+        if magic == MAGIC {
+            Some(RingKind::Spsc)
+        } else if magic == crate::mpsc::layout::MAGIC {
+            Some(RingKind::Mpsc)
+        } else {
+            None
+        }
+    }
+
+    /// The magic of this kind.
+    pub const fn magic(self) -> [u8; 8] {
+        match self {
+            RingKind::Spsc => MAGIC,
+            RingKind::Mpsc => crate::mpsc::layout::MAGIC,
+        }
+    }
+
+    /// The lower-case name (`spsc`, `mpsc`), as the CLI spells `--mode`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RingKind::Spsc => "spsc",
+            RingKind::Mpsc => "mpsc",
+        }
+    }
+}
+
+impl core::fmt::Display for RingKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            RingKind::Spsc => "SPSC",
+            RingKind::Mpsc => "MPSC",
+        })
+    }
+}
+
 /// The SPSC segment of this module.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Spsc;

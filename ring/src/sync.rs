@@ -65,9 +65,15 @@ pub const MAGIC_WORD: u64 = u64::from_ne_bytes(crate::layout::MAGIC);
 /// store of the magic (the header's commit point).
 #[inline]
 pub fn publish_magic<W: Word64>(magic: &W) {
+    publish_magic_word(magic, MAGIC_WORD);
+}
+
+/// [`publish_magic`] with another protocol's magic word (the MPSC one).
+#[inline]
+pub fn publish_magic_word<W: Word64>(magic: &W, word: u64) {
     // Release: publishes the header bytes written before this store; pairs
     // with the Acquire load in `magic_published`.
-    magic.store(MAGIC_WORD, Ordering::Release);
+    magic.store(word, Ordering::Release);
 }
 
 /// Whether a creator has published the header (the magic is not zero). Once

@@ -394,3 +394,117 @@ fn a_whole_lap_of_skipped_records_reads_empty_and_is_released() {
     p.close().unwrap();
     assert_eq!(consumer.read_batch().read().err(), Some(ReadError::Closed));
 }
+
+/// A crash hook that unwinds at one crash point: the death of a side there,
+/// in one process (what the side wrote before it stays written).
+struct DieAt(ringproof::sync::CrashPoint);
+
+impl ringproof::sync::CrashHook for DieAt {
+    fn crash_point(&self, point: ringproof::sync::CrashPoint) {
+        if point == self.0 {
+            panic!("killed at {}", point.name());
+        }
+    }
+}
+
+/// A consumer that dies between stamping its released words free for the
+/// next lap and its store of `head` leaves them stamped at `head`; its
+/// successor completes that release and reads on (the crash harness found
+/// this: it read `Corrupted(RecordKind)`).
+#[test]
+fn a_consumer_dead_before_its_head_store_leaves_a_readable_ring() {
+    let buf = Arc::new(segment(512, 1).expect("segment"));
+    // SAFETY: one producer (slot 0) and one consumer at a time over `buf`.
+    let (view, _) = unsafe { shared(&buf) }.expect("view");
+    let mut producer = Producer::new(view, 0).expect("producer");
+    for i in 0..4u8 {
+        producer.push(&[i; 20]).expect("push");
+    }
+    // SAFETY: as above; the dying consumer is gone before the next one.
+    let (view, _) = unsafe { shared(&buf) }.expect("view");
+    let hooked = view.with_hook(DieAt(ringproof::sync::CrashPoint::BeforeRelease));
+    let mut dying = Consumer::new(hooked, AlwaysAlive).expect("consumer");
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut batch = dying.read_batch();
+        assert_eq!(batch.read().expect("first").to_vec(), vec![0; 20]);
+        assert_eq!(batch.read().expect("second").to_vec(), vec![1; 20]);
+        batch.release();
+    }));
+    assert!(died.is_err(), "the hook unwinds at before-release");
+    drop(dying);
+    // SAFETY: as above.
+    let (view, _) = unsafe { shared(&buf) }.expect("view");
+    let mut next = Consumer::new(view, AlwaysAlive).expect("successor");
+    assert_eq!(next.pop(), Ok(vec![2; 20]), "the cut release is completed");
+    assert_eq!(next.pop(), Ok(vec![3; 20]));
+    assert_eq!(next.pop(), Err(ReadError::Empty));
+    // The producer reuses the released bytes.
+    for i in 4..40u8 {
+        producer.push(&[i; 20]).expect("push after the cut release");
+        assert_eq!(next.pop(), Ok(vec![i; 20]));
+    }
+}
+
+/// A ring of 512 bytes holding messages 0..4 (20 bytes each: records of 32
+/// bytes at 0, 32, 64, 96), with the words of a consumer that died inside
+/// its release of the first three records as `cut` leaves them; returns
+/// what a successor pops, and whether the producer then runs on.
+fn successor_after_cut_release(cut: impl Fn(&HeapShared)) -> Vec<Vec<u8>> {
+    let buf = Arc::new(segment(512, 1).expect("segment"));
+    // SAFETY: one producer (slot 0), then one consumer, over `buf`.
+    let (view, _) = unsafe { shared(&buf) }.expect("view");
+    let mut producer = Producer::new(view, 0).expect("producer");
+    for i in 0..4u8 {
+        producer.push(&[i; 20]).expect("push");
+    }
+    // SAFETY: as above (the scribbling view is the dead consumer's).
+    let (view, _) = unsafe { shared(&buf) }.expect("view");
+    cut(&view);
+    // SAFETY: as above.
+    let (view, _) = unsafe { shared(&buf) }.expect("view");
+    let mut next = Consumer::new(view, AlwaysAlive).expect("successor");
+    let mut got = Vec::new();
+    while let Ok(message) = next.pop() {
+        got.push(message);
+    }
+    for i in 4..60u8 {
+        producer.push(&[i; 20]).expect("push after the cut release");
+        assert_eq!(next.pop(), Ok(vec![i; 20]), "message {i} after the cut");
+    }
+    got
+}
+
+fn skip(view: &HeapShared, position: u64) {
+    // Relaxed (both): one thread; the successor reads after.
+    let word = view
+        .record_word(position)
+        .load(ringproof::sync::Ordering::Relaxed);
+    let skipped = Claim::from_word(word).with_kind(kind::SKIPPED).word();
+    view.record_word(position)
+        .store(skipped, ringproof::sync::Ordering::Relaxed);
+}
+
+#[test]
+fn a_release_cut_before_its_stamps_delivers_the_unturned_records_again() {
+    let got = successor_after_cut_release(|view| {
+        skip(view, 0);
+        skip(view, 32);
+    });
+    assert_eq!(got, vec![vec![2; 20], vec![3; 20]]);
+}
+
+#[test]
+fn a_release_cut_among_its_stamps_is_completed_and_delivers_nothing_torn() {
+    let got = successor_after_cut_release(|view| {
+        for at in [0, 32, 64] {
+            skip(view, at);
+        }
+        // Stamped from the end down, cut inside record 1.
+        for at in (48..96).step_by(8) {
+            // Relaxed: as in `skip`.
+            view.record_word(at)
+                .store(free_word(1), ringproof::sync::Ordering::Relaxed);
+        }
+    });
+    assert_eq!(got, vec![vec![3; 20]]);
+}

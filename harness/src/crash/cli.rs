@@ -16,13 +16,14 @@ pub struct CrashArgs {
     #[arg(long, value_enum, default_value_t = RoleArg::Both)]
     pub role: RoleArg,
     /// `points`: at the k-th crossing of each crash point, for every k;
-    /// `random`: from outside at random moments.
+    /// `random`: from outside at random moments; `mpsc`: the MPSC ring
+    /// (several producers, one consumer): every point × k, then a random soak.
     #[arg(long, value_enum, default_value_t = ModeArg::Points)]
     pub mode: ModeArg,
-    /// Random mode: number of kills [default: 1000, or RINGPROOF_CRASH_KILLS].
+    /// Random and MPSC modes: number of random kills [default: 1000, or RINGPROOF_CRASH_KILLS].
     #[arg(long)]
     pub kills: Option<u64>,
-    /// Points mode: messages per run [default: 128, or RINGPROOF_CRASH_MESSAGES].
+    /// Points mode: messages per run; MPSC: per producer [default: 128, or RINGPROOF_CRASH_MESSAGES].
     #[arg(long)]
     pub messages: Option<u64>,
     /// Ring size in bytes, a power of two from 512 [default: 512, or RINGPROOF_CRASH_CAPACITY].
@@ -34,6 +35,9 @@ pub struct CrashArgs {
     /// Random mode: seed of the kill schedule [default: from the clock, or RINGPROOF_CRASH_SEED].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// MPSC mode: producer processes [default: 3, or RINGPROOF_CRASH_PRODUCERS].
+    #[arg(long)]
+    pub producers: Option<u64>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -49,6 +53,7 @@ pub fn run(args: &CrashArgs) -> Result<(), CliError> {
     cfg.capacity = args.capacity.unwrap_or(cfg.capacity);
     cfg.max_k = args.max_k.unwrap_or(cfg.max_k);
     cfg.seed = args.seed.unwrap_or(cfg.seed);
+    cfg.producers = args.producers.unwrap_or(cfg.producers);
     // A bar only on a terminal; indicatif draws from this thread (no steady
     // tick), so the driver stays single-threaded.
     let bar = if std::io::stderr().is_terminal() {

@@ -9,6 +9,7 @@ use ringproof::layout::MIN_CAPACITY;
 use ringproof::shm::{Role, ShmError};
 
 use super::message::splitmix;
+use super::mpsc::{DEFAULT_PRODUCERS, MAX_PRODUCERS};
 use super::{
     DEFAULT_CAPACITY, DEFAULT_KILLS, DEFAULT_MAX_K, DEFAULT_MESSAGES, MIN_EXPERIMENT_CAPACITY,
 };
@@ -43,6 +44,10 @@ pub enum ModeArg {
     Points,
     /// From outside, at random moments of one long stream.
     Random,
+    /// The MPSC ring: several producer processes into one consumer; every
+    /// crash point × k of one producer among live ones and of the
+    /// consumer, then a random soak killing producers and the consumer.
+    Mpsc,
 }
 
 /// Parameters of an experiment.
@@ -62,10 +67,13 @@ pub struct CrashConfig {
     pub max_k: u64,
     /// Random mode: seed of the kill schedule.
     pub seed: u64,
+    /// MPSC mode: producer processes (each a producer id with its own sequence).
+    pub producers: u64,
 }
 
 impl CrashConfig {
-    /// Defaults, overridden by `RINGPROOF_CRASH_{KILLS,MESSAGES,CAPACITY,MAX_K,SEED}`.
+    /// Defaults, overridden by
+    /// `RINGPROOF_CRASH_{KILLS,MESSAGES,CAPACITY,MAX_K,SEED,PRODUCERS}`.
     pub fn from_env(role: RoleArg, mode: ModeArg) -> Result<Self, CrashError> {
         Ok(CrashConfig {
             role,
@@ -75,6 +83,7 @@ impl CrashConfig {
             capacity: env_u64("RINGPROOF_CRASH_CAPACITY", DEFAULT_CAPACITY)?,
             max_k: env_u64("RINGPROOF_CRASH_MAX_K", DEFAULT_MAX_K)?,
             seed: env_u64("RINGPROOF_CRASH_SEED", clock_seed())?,
+            producers: env_u64("RINGPROOF_CRASH_PRODUCERS", DEFAULT_PRODUCERS)?,
         })
     }
 
@@ -87,6 +96,12 @@ impl CrashConfig {
                 "ring size {} must be a power of two from {MIN_EXPERIMENT_CAPACITY} to {} bytes",
                 self.capacity,
                 1 << 20
+            )));
+        }
+        if self.mode == ModeArg::Mpsc && !(2..=MAX_PRODUCERS as u64).contains(&self.producers) {
+            return Err(CrashError::Config(format!(
+                "producers {} must be from 2 to {MAX_PRODUCERS}",
+                self.producers
             )));
         }
         if self.messages == 0 || self.max_k == 0 {

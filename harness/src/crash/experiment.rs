@@ -34,6 +34,7 @@ pub fn run_experiment(
     let result = match cfg.mode {
         ModeArg::Points => run_points(cfg, &page, &mut report, progress),
         ModeArg::Random => run_random(cfg, &page, &mut report, progress),
+        ModeArg::Mpsc => super::mpsc::run_mpsc(cfg, &mut report, progress),
     };
     // Whatever happened, no segment of ours stays.
     let prefix = name_prefix();

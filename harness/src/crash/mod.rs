@@ -12,6 +12,8 @@
 //!   fresh child takes the role over and finishes the stream.
 //! - **random**: producer and/or consumer are killed from outside at random
 //!   moments of one long stream and replaced each time, `kills` times.
+//! - **mpsc**: both of the above for the MPSC ring, with several producer
+//!   processes and one consumer (see `mpsc/mod.rs`).
 //!
 //! After each run the invariants are checked: every committed message is
 //! delivered, in order, from the producer that committed it; no torn message;
@@ -48,6 +50,8 @@
 //! - `process.rs`: forking, waiting for and killing children;
 //! - `run.rs`: one run, and the checks of its stream and segment;
 //! - `experiment.rs`: points and random mode;
+//! - `mpsc/`: the same for the MPSC ring (several producers, one
+//!   consumer): its side page, children, driver and checker;
 //! - `cli.rs`: `ringproof crash`.
 #![allow(clippy::disallowed_types)] // the side page is ours, not the ring's: plain atomics.
 
@@ -57,6 +61,7 @@ mod config;
 mod experiment;
 mod hook;
 mod message;
+mod mpsc;
 mod process;
 mod report;
 mod run;
@@ -75,7 +80,9 @@ use ringproof::{
 pub use cli::{CrashArgs, run};
 pub use config::{CrashConfig, CrashError, ModeArg, RoleArg};
 pub use experiment::run_experiment;
-pub use hook::{CrashShared, KillAt};
+pub use hook::{CrashMpsc, CrashShared, KillAt};
+pub use mpsc::MPSC_POINTS;
+pub use mpsc::check::{Evidence, ProducerFacts, Verdict, check};
 pub use report::{CrashReport, PointRow, Progress};
 
 /// Default messages per run in points mode (`RINGPROOF_CRASH_MESSAGES`).
@@ -116,3 +123,5 @@ const EXIT_PANIC: i32 = 25;
 /// Unit tests only: a [`Delivery`](child::Delivery) ran out of its side-page stores (the
 /// simulated death of a consumer between two of its stores).
 const EXIT_STORES_SPENT: i32 = 26;
+/// An MPSC consumer read `Corrupted` from the ring.
+const EXIT_CORRUPTED: i32 = 28;

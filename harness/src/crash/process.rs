@@ -10,8 +10,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
 use super::{
-    CrashError, EXIT_BATCH_FULL, EXIT_CLAIM, EXIT_CLOSED, EXIT_LOG_FULL, EXIT_PANIC, EXIT_RING,
-    EXIT_STORES_SPENT,
+    CrashError, EXIT_BATCH_FULL, EXIT_CLAIM, EXIT_CLOSED, EXIT_CORRUPTED, EXIT_LOG_FULL,
+    EXIT_PANIC, EXIT_RING, EXIT_STORES_SPENT,
 };
 
 pub(super) fn thread_count() -> usize {
@@ -66,6 +66,7 @@ pub(super) fn describe(end: End) -> String {
         End::Exited(EXIT_LOG_FULL) => "filled the delivery log".into(),
         End::Exited(EXIT_PANIC) => "panicked".into(),
         End::Exited(EXIT_STORES_SPENT) => "ran out of side-page stores".into(),
+        End::Exited(EXIT_CORRUPTED) => "read Corrupted from the ring".into(),
         End::Exited(code) => format!("exited with {code}"),
         End::Killed => "was killed".into(),
         End::Signal(sig) => format!("died of {sig}"),
@@ -88,6 +89,17 @@ fn ended(status: WaitStatus) -> Option<End> {
     // Relaxed: counters of this (single) thread.
     REAPED.fetch_add(1, Ordering::Relaxed);
     Some(end)
+}
+
+/// How `pid` ended, if it has (never blocks; `Some(Hung)`: not our child).
+pub(super) fn try_wait(pid: Pid) -> Option<End> {
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(status) => return ended(status),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return Some(End::Hung),
+        }
+    }
 }
 
 /// Waits for `pid` until `deadline`; past it, kills and reaps it.

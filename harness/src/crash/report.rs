@@ -87,6 +87,19 @@ pub struct CrashReport {
     pub leaked_segments: u64,
     /// Children not reaped.
     pub leaked_processes: u64,
+    /// MPSC: runs whose consumer did not finish before the deadline (stuck
+    /// behind a dead producer's claim, say).
+    pub stuck: u64,
+    /// MPSC: producer processes per run.
+    pub producers: u64,
+    /// MPSC: producer kills with the consumer waiting on the victim's
+    /// claim, whose time from `SIGKILL` to the consumer passing the claim
+    /// was measured.
+    pub unblock_samples: u64,
+    /// MPSC: median of those times, in microseconds.
+    pub unblock_median_us: u64,
+    /// MPSC: the longest of those times, in microseconds.
+    pub unblock_max_us: u64,
     /// Wall-clock time in milliseconds.
     pub elapsed_ms: u64,
     /// Random mode: the seed.
@@ -129,6 +142,7 @@ impl CrashReport {
             && self.child_failures == 0
             && self.leaked_segments == 0
             && self.leaked_processes == 0
+            && self.stuck == 0
             && self.violations.is_empty()
             && self.runs > 0;
     }
@@ -189,9 +203,25 @@ impl CrashReport {
             self.leaked_segments,
             self.leaked_processes
         ));
-        out.push_str(
-            "in-doubt: kills between a commit (release) store and its record, settled from tail (head)\n",
-        );
+        if self.mode == "mpsc" {
+            out.push_str(&format!(
+                "producers: {}; stuck runs: {}; SIGKILL to the consumer passing the dead claim: \
+                 median {} us, max {} us over {} kills\n",
+                self.producers,
+                self.stuck,
+                self.unblock_median_us,
+                self.unblock_max_us,
+                self.unblock_samples
+            ));
+            out.push_str(
+                "in-doubt: producer kills between reserve and the record of the commit \
+                 (delivered at most once), or consumer kills around a release\n",
+            );
+        } else {
+            out.push_str(
+                "in-doubt: kills between a commit (release) store and its record, settled from tail (head)\n",
+            );
+        }
         let early: u64 = self.points.iter().map(|r| r.before_attach).sum();
         if early != 0 {
             out.push_str(&format!(

@@ -83,16 +83,31 @@ pub(super) struct LogEntry {
     pub(super) consumer: AtomicU64,
 }
 
-/// Owner of the side page mapping.
+/// Owner of the side page mapping: a `T` made of atomics only (a valid
+/// value when zero-filled): [`Side`] for SPSC, `MpscSide` for MPSC.
 #[derive(Debug)]
-pub(super) struct SidePage {
+pub(super) struct SidePage<T = Side> {
     ptr: NonNull<c_void>,
     len: usize,
+    kind: std::marker::PhantomData<T>,
 }
 
-impl SidePage {
+/// Types a side page may hold.
+///
+/// # Safety
+///
+/// The implementing type is `repr(C)`, made of atomics (and arrays of
+/// them) only, so that all-zero bytes are a valid value and sharing it
+/// between processes is sound.
+pub(super) unsafe trait ZeroAtomics {}
+
+// SAFETY: `Side` is `repr(C)` and holds only `AtomicU64`s and arrays of
+// `repr(C)` structs of them.
+unsafe impl ZeroAtomics for Side {}
+
+impl<T: ZeroAtomics> SidePage<T> {
     pub(super) fn new() -> Result<Self, CrashError> {
-        let len = std::mem::size_of::<Side>();
+        let len = std::mem::size_of::<T>();
         let Some(length) = NonZeroUsize::new(len) else {
             return Err(CrashError::Config("empty side page".into()));
         };
@@ -106,18 +121,22 @@ impl SidePage {
             )
         }
         .map_err(|e| CrashError::Os("mmap(side page)", e))?;
-        Ok(SidePage { ptr, len })
+        Ok(SidePage {
+            ptr,
+            len,
+            kind: std::marker::PhantomData,
+        })
     }
 
-    pub(super) fn side(&self) -> &Side {
-        // SAFETY: the mapping is page-aligned, `size_of::<Side>()` bytes long,
-        // zero-filled (a valid `Side`: all atomics), lives as long as `self`,
-        // and is only accessed through atomics.
-        unsafe { &*self.ptr.as_ptr().cast::<Side>() }
+    pub(super) fn side(&self) -> &T {
+        // SAFETY: the mapping is page-aligned, `size_of::<T>()` bytes long,
+        // zero-filled (a valid `T`: all atomics, see `ZeroAtomics`), lives as
+        // long as `self`, and is only accessed through atomics.
+        unsafe { &*self.ptr.as_ptr().cast::<T>() }
     }
 }
 
-impl Drop for SidePage {
+impl<T> Drop for SidePage<T> {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` came from one successful mmap; no `&Side`
         // outlives `self` (they borrow it).

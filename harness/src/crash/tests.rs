@@ -104,7 +104,7 @@ fn consumer_life(run: &mut Run<'_>, head: &AtomicU64, stores: Option<u64>) -> bo
 /// wherever the first one stopped.
 #[test]
 fn a_consumer_killed_after_any_of_its_stores_is_accounted_exactly() {
-    let page = SidePage::new().expect("side page");
+    let page: SidePage = SidePage::new().expect("side page");
     let mut k = 0;
     let (mut redelivered, mut in_doubt) = (0, 0);
     loop {

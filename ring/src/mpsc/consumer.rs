@@ -23,6 +23,82 @@ pub struct Consumer<S: Shared, L: Liveness> {
     poisoned: Option<Corruption>,
 }
 
+/// Completes the release of a consumer that died inside
+/// [`Consumer::release_to`] after it began stamping (step 3 of the consumer
+/// in `docs/LAYOUT.md`), and returns the `head` to resume from.
+///
+/// Such a consumer first turned every message record of the released
+/// bytes into a skipped one, then stamped their words "free in lap + 1"
+/// from the end down, and died before its store of `head`. From `head`
+/// there are then skipped (or padding) records, whole, then words stamped
+/// "free in lap + 1" up to where its release ended. Only a cut release
+/// leaves a word at or past the published `head` stamped for its *next*
+/// lap (a word there is otherwise free in its own lap or a claim of this
+/// lap), so a stamped word found on that walk is the sign, and the first
+/// word that is neither stamped nor a skipped or padding record ends it.
+/// The release is then done again (the stamps are idempotent). Without a
+/// stamped word nothing changes: skipped records are passed by `find` as
+/// always, and a message record whose header was not yet turned is
+/// delivered again, whole (no stamp reached it).
+fn finish_cut_release<S: Shared>(shared: &S, head: u64) -> u64 {
+    let capacity = shared.capacity();
+    let mut at = head;
+    let mut end = head;
+    while at < head + capacity {
+        let offset = at & (capacity - 1);
+        let to_end = capacity - offset;
+        let this_lap = lap(at, capacity);
+        // Relaxed: the previous consumer's stores are ordered before this
+        // load by the role hand-over (as for `head` in `new`); no producer
+        // writes at or past `head` before `head` moves, within this lap.
+        let word = shared.record_word(at).load(Ordering::Relaxed);
+        if word == free_word(this_lap + 1) {
+            at += RECORD_ALIGN;
+            end = at;
+            continue;
+        }
+        let claim = Claim::from_word(word);
+        let passable = matches!(kind_of(word), kind::SKIPPED | kind::PADDING)
+            && claim.lap_low == lap_low(this_lap)
+            && claim_fits(claim.kind, claim.len, to_end, capacity);
+        if !passable {
+            break;
+        }
+        at += if claim.kind == kind::PADDING {
+            to_end
+        } else {
+            record_size(u64::from(claim.len))
+        };
+    }
+    if end == head {
+        return head;
+    }
+    stamp_free(shared, head, end);
+    shared.crash_point(CrashPoint::BeforeRelease);
+    // Release: as in `Consumer::release_to`, the stamps happen before a
+    // producer claims these bytes; pairs with the Acquire loads of `head` in
+    // `Producer::refresh_head` and `Producer::new`.
+    shared.head().store(end, Ordering::Release);
+    shared.crash_point(CrashPoint::AfterRelease);
+    end
+}
+
+/// Stamps every word of `from..to` "free in lap + 1", from the end down:
+/// a death part-way leaves the first records' headers whole.
+fn stamp_free<S: Shared>(shared: &S, from: u64, to: u64) {
+    let capacity = shared.capacity();
+    let mut position = to;
+    while position > from {
+        position -= RECORD_ALIGN;
+        let next_lap = lap(position, capacity) + 1;
+        // Relaxed: ordered before the caller's `head` store (Release), which
+        // a producer loads (Acquire) before it reads this word.
+        shared
+            .record_word(position)
+            .store(free_word(next_lap), Ordering::Relaxed);
+    }
+}
+
 /// A committed message found at a position.
 #[derive(Clone, Copy, Debug)]
 struct Found {
@@ -41,6 +117,7 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
         if head % RECORD_ALIGN != 0 || head > MAX_POSITION {
             return Err(OpenError::Corrupted(Corruption::Head));
         }
+        let head = finish_cut_release(&shared, head);
         Ok(Consumer {
             capacity: shared.capacity(),
             shared,
@@ -168,19 +245,34 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
         }
     }
 
-    /// Gives back everything before `to`: stamps each of its words free for
-    /// the next lap, then one Release store of `head`.
+    /// Gives back everything before `to`: turns each message record into a
+    /// skipped one, stamps every word free for the next lap (from the end
+    /// down), then one Release store of `head`. A death before the `head`
+    /// store leaves no record a successor would deliver torn (see
+    /// [`finish_cut_release`]).
     fn release_to(&mut self, to: u64) {
         let mut position = self.head;
         while position < to {
-            let next_lap = lap(position, self.capacity) + 1;
-            // Relaxed: ordered before the `head` store below (Release), which
-            // a producer loads (Acquire) before it reads this word.
-            self.shared
-                .record_word(position)
-                .store(free_word(next_lap), Ordering::Relaxed);
-            position += RECORD_ALIGN;
+            let word_ref = self.shared.record_word(position);
+            // Relaxed: our own record, read with Acquire in `find`, which
+            // checked its lap, kind and length.
+            let word = word_ref.load(Ordering::Relaxed);
+            let claim = Claim::from_word(word);
+            let to_end = self.capacity - (position & (self.capacity - 1));
+            let size = match kind_of(word) {
+                kind::PADDING => to_end,
+                kind::MESSAGE => {
+                    // Relaxed: ordered before the `head` store (Release)
+                    // like the stamps below; read only by a successor
+                    // consumer, after the role hand-over.
+                    word_ref.store(claim.with_kind(kind::SKIPPED).word(), Ordering::Relaxed);
+                    record_size(u64::from(claim.len))
+                }
+                _ => record_size(u64::from(claim.len)),
+            };
+            position += size.max(RECORD_ALIGN);
         }
+        stamp_free(&self.shared, self.head, to);
         self.shared.crash_point(CrashPoint::BeforeRelease);
         // Release: our reads and stamps of the released bytes happen before a
         // producer claims them; pairs with the Acquire loads of `head` in

@@ -111,7 +111,7 @@ fn leave(segment: &Segment, lease: Lease, finished: impl FnOnce() -> bool) {
 }
 
 /// The next park's length: [`PARK`], or less before a deadline.
-fn park_slice(deadline: Option<Instant>) -> Result<Duration, ShmError> {
+pub(super) fn park_slice(deadline: Option<Instant>) -> Result<Duration, ShmError> {
     match deadline {
         None => Ok(PARK),
         Some(deadline) => {
@@ -127,7 +127,7 @@ fn park_slice(deadline: Option<Instant>) -> Result<Duration, ShmError> {
 
 /// When a wait of `timeout` started now ends; `None` (never) for no timeout
 /// or one too long to represent.
-fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+pub(super) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
 

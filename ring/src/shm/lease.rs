@@ -11,6 +11,11 @@
 //! | 0 | producer lease ([`PRODUCER_LOCK_BYTE`]) | for as long as a producer lives |
 //! | 1 | consumer lease ([`CONSUMER_LOCK_BYTE`]) | for as long as a consumer lives |
 //! | 2 | name lock ([`NAME_LOCK_BYTE`]) | a few system calls: while a process checks that the name still refers to this file, or removes it |
+//! | 64 + i | MPSC producer slot `i` ([`SLOT_LOCK_BASE`]) | for as long as the producer in slot `i` lives |
+//!
+//! In an MPSC segment every producer holds a *read* lock on byte 0 (so that
+//! "a producer is here" is the same question for both kinds, and the
+//! lifecycle code asks it once) and a write lock on its slot's byte.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -26,6 +31,14 @@ pub const CONSUMER_LOCK_BYTE: i64 = 1;
 /// Byte of the segment file locked while a process checks or removes the
 /// segment's name (see [`NameLock`]).
 pub const NAME_LOCK_BYTE: i64 = 2;
+/// Byte of the segment file locked by the producer in MPSC slot 0; slot `i`
+/// is byte `SLOT_LOCK_BASE + i` (bytes 3 to 63 are left for other locks).
+pub const SLOT_LOCK_BASE: i64 = 64;
+
+/// The lock byte of MPSC producer slot `slot`.
+pub const fn slot_lock_byte(slot: u8) -> i64 {
+    SLOT_LOCK_BASE + slot as i64
+}
 
 impl Role {
     pub(super) fn lock_byte(self) -> i64 {
@@ -61,7 +74,19 @@ fn own_fd(fd: &OwnedFd) -> Result<OwnedFd, ShmError> {
 /// a `dup` of it) does not count, one taken through another `shm_open` of
 /// the same name, in this process or another, does.
 pub(super) fn role_held_on(fd: &OwnedFd, name: &str, role: Role) -> Result<bool, ShmError> {
-    let mut lock = flock(libc::F_WRLCK, role.lock_byte());
+    byte_held_on(fd, name, role.lock_byte())
+}
+
+/// Whether a live process holds MPSC producer slot `slot` of the segment open
+/// as `fd`, through another open file description than `fd`'s.
+pub(super) fn slot_held_on(fd: &OwnedFd, name: &str, slot: u8) -> Result<bool, ShmError> {
+    byte_held_on(fd, name, slot_lock_byte(slot))
+}
+
+/// Whether any lock (read or write) is held on `byte` through another open
+/// file description than `fd`'s: a write lock would conflict with both.
+fn byte_held_on(fd: &OwnedFd, name: &str, byte: i64) -> Result<bool, ShmError> {
+    let mut lock = flock(libc::F_WRLCK, byte);
     fcntl(fd.as_fd(), FcntlArg::F_OFD_GETLK(&mut lock))
         .map_err(|e| os_error(name, "fcntl(F_OFD_GETLK)", e))?;
     Ok(i32::from(lock.l_type) != libc::F_UNLCK)
@@ -78,6 +103,8 @@ pub(super) fn any_role_held(fd: &OwnedFd, name: &str) -> Result<bool, ShmError> 
 pub struct Lease {
     fd: OwnedFd,
     role: Role,
+    /// The byte locked: the role's, or an MPSC slot's.
+    byte: i64,
 }
 
 impl Lease {
@@ -87,8 +114,45 @@ impl Lease {
         let fd = own_fd(fd)?;
         let lock = flock(libc::F_WRLCK, role.lock_byte());
         match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
-            Ok(_) => Ok(Lease { fd, role }),
+            Ok(_) => Ok(Lease {
+                fd,
+                role,
+                byte: role.lock_byte(),
+            }),
             Err(Errno::EAGAIN) | Err(Errno::EACCES) => Err(ShmError::RoleTaken(role)),
+            Err(e) => Err(ShmError::os("fcntl(F_OFD_SETLK)", e)),
+        }
+    }
+
+    /// Takes a share of `role` (a read lock on its byte): how every producer
+    /// of an MPSC segment marks itself present. `RoleTaken` only when a
+    /// process holds the role exclusively.
+    pub(super) fn claim_shared(fd: &OwnedFd, role: Role) -> Result<Lease, ShmError> {
+        let fd = own_fd(fd)?;
+        let lock = flock(libc::F_RDLCK, role.lock_byte());
+        match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
+            Ok(_) => Ok(Lease {
+                fd,
+                role,
+                byte: role.lock_byte(),
+            }),
+            Err(Errno::EAGAIN) | Err(Errno::EACCES) => Err(ShmError::RoleTaken(role)),
+            Err(e) => Err(ShmError::os("fcntl(F_OFD_SETLK)", e)),
+        }
+    }
+
+    /// Takes MPSC producer slot `slot` (a write lock on its byte) without
+    /// waiting: `None` when a live process holds it.
+    pub(super) fn try_slot(fd: &OwnedFd, slot: u8) -> Result<Option<Lease>, ShmError> {
+        let fd = own_fd(fd)?;
+        let lock = flock(libc::F_WRLCK, slot_lock_byte(slot));
+        match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
+            Ok(_) => Ok(Some(Lease {
+                fd,
+                role: Role::Producer,
+                byte: slot_lock_byte(slot),
+            })),
+            Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(None),
             Err(e) => Err(ShmError::os("fcntl(F_OFD_SETLK)", e)),
         }
     }
@@ -101,7 +165,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let lock = flock(libc::F_UNLCK, self.role.lock_byte());
+        let lock = flock(libc::F_UNLCK, self.byte);
         let _ = fcntl(self.fd.as_fd(), FcntlArg::F_OFD_SETLK(&lock));
     }
 }

@@ -16,6 +16,8 @@
 //!   a [`Namespace`] of file and lock operations; [`Posix`] is the one that
 //!   ships, the models crate runs the same functions over an in-memory one.
 //! - [`endpoint`]: the two sides: taking a role, blocking calls, leaving.
+//! - [`mpsc`]: the same for MPSC segments: producers in slots, the consumer
+//!   and its [`Liveness`](crate::mpsc::Liveness) over the slot leases.
 //! - [`temp_name`]: a unique name removed when it goes out of scope.
 //!
 //! The lifecycle rules (who waits for whom, who removes the name and when)
@@ -50,13 +52,20 @@ use crate::validate::AttachError;
 pub mod endpoint;
 pub mod lease;
 pub mod lifecycle;
+pub mod mpsc;
 pub mod segment;
 pub mod temp_name;
 
+pub use crate::layout::RingKind;
 pub use endpoint::{Claim, OpenMode, ShmConsumer, ShmProducer, View, claim};
-pub use lease::{CONSUMER_LOCK_BYTE, Lease, NAME_LOCK_BYTE, PRODUCER_LOCK_BYTE};
+pub use lease::{
+    CONSUMER_LOCK_BYTE, Lease, NAME_LOCK_BYTE, PRODUCER_LOCK_BYTE, SLOT_LOCK_BASE, slot_lock_byte,
+};
 pub use lifecycle::{Namespace, Removal};
-pub use segment::{Entry, Inspection, Posix, Segment, list, remove_stale, scan, unlink};
+pub use mpsc::{
+    MpscClaim, MpscInspection, ShmMpscConsumer, ShmMpscProducer, SlotLeases, SlotState,
+};
+pub use segment::{Entry, Inspection, Posix, PosixMpsc, Segment, list, remove_stale, scan, unlink};
 pub use temp_name::TempName;
 
 /// A side of the ring.
@@ -146,6 +155,35 @@ pub enum ShmError {
     /// The segment was never initialised and no process is initialising it
     /// (its creator died): `ringproof clean --name` removes it.
     NeverInitialised(String),
+    /// The segment holds another kind of ring than the one asked for.
+    WrongKind {
+        /// Normalised name.
+        name: String,
+        /// The kind its header names.
+        found: RingKind,
+        /// The kind asked for.
+        expected: RingKind,
+    },
+    /// Every producer slot of the MPSC segment is held by a live process.
+    SlotsTaken {
+        /// The segment's producer slots.
+        max: u32,
+    },
+    /// The capacity or the producer count is not one an MPSC segment accepts.
+    InvalidMpsc {
+        /// The capacity asked for.
+        capacity: u64,
+        /// The producer slots asked for.
+        producers: u32,
+    },
+    /// The MPSC segment's header is invalid.
+    MpscAttach(crate::mpsc::validate::AttachError),
+    /// An MPSC side could not be made.
+    MpscOpen(crate::mpsc::OpenError),
+    /// An MPSC push failed.
+    MpscPush(crate::mpsc::PushError),
+    /// An MPSC read failed.
+    MpscRead(crate::mpsc::ReadError),
 }
 
 impl fmt::Display for ShmError {
@@ -195,6 +233,33 @@ impl fmt::Display for ShmError {
                 f,
                 "segment {name} was never initialised and its creator is gone (ringproof clean --name {name} removes it)"
             ),
+            ShmError::WrongKind {
+                name,
+                found,
+                expected,
+            } => write!(
+                f,
+                "segment {name} holds an {found} ring, not an {expected} one (open it as {})",
+                found.name()
+            ),
+            ShmError::SlotsTaken { max } => write!(
+                f,
+                "all {max} producer slots of the MPSC ring are held by live processes"
+            ),
+            ShmError::InvalidMpsc {
+                capacity,
+                producers,
+            } => write!(
+                f,
+                "invalid MPSC ring: {capacity} bytes for {producers} producers (a power of two from {} to {} bytes, 1 to {} producers)",
+                crate::layout::MIN_CAPACITY,
+                crate::mpsc::layout::MAX_CAPACITY,
+                crate::mpsc::layout::MAX_SLOTS
+            ),
+            ShmError::MpscAttach(e) => write!(f, "invalid MPSC segment: {e}"),
+            ShmError::MpscOpen(e) => e.fmt(f),
+            ShmError::MpscPush(e) => e.fmt(f),
+            ShmError::MpscRead(e) => e.fmt(f),
         }
     }
 }
@@ -205,6 +270,10 @@ impl std::error::Error for ShmError {
             ShmError::Os(e) => Some(e),
             ShmError::Attach(e) => Some(e),
             ShmError::Ring(e) => Some(e),
+            ShmError::MpscAttach(e) => Some(e),
+            ShmError::MpscOpen(e) => Some(e),
+            ShmError::MpscPush(e) => Some(e),
+            ShmError::MpscRead(e) => Some(e),
             _ => None,
         }
     }

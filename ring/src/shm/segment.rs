@@ -30,15 +30,18 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap, shm_open, shm_unlink};
 use nix::sys::stat::{FileStat, Mode, fstat};
 use zerocopy::IntoBytes;
 
-use super::lease::{Lease, NameLock, any_role_held, role_held_on};
+use super::lease::{Lease, NameLock, any_role_held, role_held_on, slot_held_on};
 use super::lifecycle::{self, FileId, Look, Namespace, Removal};
 use super::{OsError, Role, ShmError, os_error, validate_name};
 use crate::layout::{
-    CONSUMER_GEN_OFFSET, HEADER_SIZE, Header, MAGIC, PRODUCER_GEN_OFFSET, max_message, segment_size,
+    CONSUMER_GEN_OFFSET, HEADER_SIZE, Header, PRODUCER_GEN_OFFSET, RingKind, max_message,
+    segment_size,
 };
 use crate::mem::MemShared;
+use crate::mpsc::layout as mpsc_layout;
 use crate::spsc::Words;
 use crate::spsc::{self, Consumer};
+use crate::sync::{NoHook, publish_magic_word};
 use crate::sync::{Ordering, Shared, magic_published, publish_magic};
 use crate::validate::{AttachError, attach};
 
@@ -59,6 +62,9 @@ pub struct Segment {
     len: usize,
     /// `(st_dev, st_ino)` of the file, to tell whether the name still refers to it.
     id: (u64, u64),
+    /// The protocol its magic names (checked by that protocol's attach
+    /// before a `Segment` is handed out).
+    kind: RingKind,
 }
 
 // SAFETY: the mapping is process-wide memory; concurrent access to it goes
@@ -236,7 +242,13 @@ fn named_id(name: &str) -> Result<Option<(u64, u64)>, ShmError> {
 }
 
 impl Segment {
-    fn map(name: String, fd: OwnedFd, len: usize, id: (u64, u64)) -> Result<Segment, ShmError> {
+    fn map(
+        name: String,
+        fd: OwnedFd,
+        len: usize,
+        id: (u64, u64),
+        kind: RingKind,
+    ) -> Result<Segment, ShmError> {
         if len < HEADER_SIZE {
             return Err(ShmError::Attach(AttachError::TooSmall { len }));
         }
@@ -261,6 +273,7 @@ impl Segment {
             map,
             len,
             id,
+            kind,
         })
     }
 
@@ -275,8 +288,43 @@ impl Segment {
         lifecycle::open(&Posix, &name)
     }
 
+    /// The kind of ring the segment `name` holds, from its magic, after the
+    /// checks on the file itself (type, owner, mode); `None` while its
+    /// header is not published (or it is not a ringproof segment).
+    pub fn kind_of(name: &str) -> Result<Option<RingKind>, ShmError> {
+        let name = validate_name(name)?;
+        let fd = open_fd(&name)?;
+        let stat = stat_fd(&fd, &name)?;
+        check_file(&name, &stat)?;
+        let size = usize::try_from(stat.st_size).unwrap_or(0);
+        if size < HEADER_SIZE {
+            return Ok(None);
+        }
+        let segment = Self::map(name, fd, size, file_id(&stat), RingKind::Spsc)?;
+        Ok(segment.found_kind())
+    }
+
+    /// The kind the published magic names (`None`: not published, or no
+    /// ringproof magic).
+    fn found_kind(&self) -> Option<RingKind> {
+        if !self.magic_published() {
+            return None;
+        }
+        // Relaxed: the Acquire load in `magic_published` ordered the header;
+        // the magic, once published, never changes.
+        let word = self.magic_word().load(Ordering::Relaxed);
+        RingKind::from_magic(&word.to_ne_bytes())
+    }
+
+    /// The kind of ring this segment holds.
+    pub fn kind(&self) -> RingKind {
+        self.kind
+    }
+
     /// One look at `name`: checked and mapped, or still being initialised.
-    fn look(name: &str) -> Result<Look<Segment>, ShmError> {
+    /// A published header of another kind than `expected` is
+    /// [`ShmError::WrongKind`].
+    fn look(name: &str, expected: RingKind) -> Result<Look<Segment>, ShmError> {
         let fd = open_fd(name)?;
         let stat = stat_fd(&fd, name)?;
         check_file(name, &stat)?;
@@ -289,10 +337,21 @@ impl Segment {
         if size < HEADER_SIZE {
             return Err(ShmError::Attach(AttachError::TooSmall { len: size }));
         }
-        let segment = Self::map(name.to_string(), fd, size, file_id(&stat))?;
+        let mut segment = Self::map(name.to_string(), fd, size, file_id(&stat), expected)?;
         if !segment.magic_published() {
             let creator_alive = any_role_held(&segment.fd, name)?;
             return Ok(Look::Initialising { creator_alive });
+        }
+        match segment.found_kind() {
+            Some(found) if found != expected => {
+                return Err(ShmError::WrongKind {
+                    name: name.to_string(),
+                    found,
+                    expected,
+                });
+            }
+            // No ringproof magic: the attach of `expected` names the error.
+            _ => segment.kind = expected,
         }
         // The creator allocates every page before it publishes the magic, so
         // a hole now is not a creator at work: refuse it before touching the
@@ -317,9 +376,12 @@ impl Segment {
         magic_published(self.magic_word())
     }
 
-    /// Runs [`attach`] on the mapping.
+    /// Runs the attach of the segment's kind on the mapping.
     fn check(&self) -> Result<(), ShmError> {
-        self.checked_view(()).map(|_| ())
+        match self.kind {
+            RingKind::Spsc => self.checked_view(()).map(|_| ()),
+            RingKind::Mpsc => self.checked_mpsc_view(()).map(|_| ()),
+        }
     }
 
     /// Sizes and allocates a freshly created file (open as `fd`), maps it and
@@ -331,8 +393,20 @@ impl Segment {
         fd: &OwnedFd,
         id: FileId,
         capacity: u64,
+        spec: Spec,
     ) -> Result<Segment, ShmError> {
-        let len = segment_size(capacity);
+        let len = match spec {
+            Spec::Spsc => segment_size(capacity),
+            Spec::Mpsc { producers } => {
+                if mpsc_layout::Header::new(capacity, producers).is_none() {
+                    return Err(ShmError::InvalidMpsc {
+                        capacity,
+                        producers,
+                    });
+                }
+                mpsc_layout::segment_size(capacity)
+            }
+        };
         let size = libc::off_t::try_from(len).map_err(|_| ShmError::InvalidCapacity(capacity))?;
         nix::unistd::ftruncate(fd.as_fd(), size).map_err(|e| os_error(name, "ftruncate", e))?;
         match nix::fcntl::posix_fallocate(fd.as_fd(), 0, size) {
@@ -343,25 +417,37 @@ impl Segment {
         let fd = fd
             .try_clone()
             .map_err(|e| ShmError::Os(OsError::new("dup", e.raw_os_error().unwrap_or(0))))?;
-        let segment = Segment::map(name.to_string(), fd, len as usize, id)?;
-        segment.initialise(capacity);
+        let segment = Segment::map(name.to_string(), fd, len as usize, id, spec.kind())?;
+        match spec {
+            Spec::Spsc => {
+                if let Some(header) = Header::new(capacity) {
+                    segment.initialise(header.as_bytes());
+                    publish_magic(segment.magic_word());
+                }
+            }
+            Spec::Mpsc { producers } => {
+                if let Some(header) = mpsc_layout::Header::new(capacity, producers) {
+                    segment.initialise(header.as_bytes());
+                    let magic = u64::from_ne_bytes(mpsc_layout::MAGIC);
+                    publish_magic_word(segment.magic_word(), magic);
+                }
+            }
+        }
         Ok(segment)
     }
 
-    /// Writes a fresh header and publishes it with one Release store of the
-    /// magic.
-    fn initialise(&self, capacity: u64) {
-        let Some(header) = Header::new(capacity) else {
-            return;
-        };
-        let bytes = header.as_bytes();
+    /// Writes a fresh header but its magic, which the caller then publishes
+    /// with one Release store (the commit point, paired with the openers'
+    /// Acquire load; `loom_lifecycle` checks the pair).
+    fn initialise(&self, header: &[u8]) {
+        let len = header.len().min(self.len);
         let base: *mut u8 = self.map.as_ptr().cast();
-        // SAFETY: the mapping is at least HEADER_SIZE bytes and no other
-        // process reads past the magic before it is published below.
-        unsafe { std::ptr::copy_nonoverlapping(bytes[8..].as_ptr(), base.add(8), HEADER_SIZE - 8) };
-        // The commit point: a Release store of the magic, paired with the
-        // openers' Acquire load (`loom_lifecycle` checks the pair).
-        publish_magic(self.magic_word());
+        if len <= 8 {
+            return;
+        }
+        // SAFETY: `len` is within the mapping (`min` above) and the header;
+        // no other process reads past the magic before it is published.
+        unsafe { std::ptr::copy_nonoverlapping(header[8..].as_ptr(), base.add(8), len - 8) };
     }
 
     /// The checked view, with `owner` keeping the memory alive. Each ring
@@ -380,11 +466,42 @@ impl Segment {
         self.checked_view(Arc::clone(self))
     }
 
-    /// The generation word of `role`.
+    /// The checked MPSC view, with `owner` keeping the memory alive, and
+    /// the segment's producer count. The consumer gets its view from here
+    /// once, under its lease; a producer once, under its slot's lease.
+    pub(super) fn checked_mpsc_view<O>(
+        &self,
+        owner: O,
+    ) -> Result<(MemShared<O, NoHook, mpsc_layout::Mpsc>, u32), ShmError> {
+        // SAFETY: the mapping is readable for `len` bytes while self lives.
+        let checked = unsafe { crate::mpsc::validate::attach(self.map.as_ptr().cast(), self.len) }
+            .map_err(ShmError::MpscAttach)?;
+        let producers = checked.max_producers();
+        // SAFETY: every caller passes an owner that keeps `self` (and so the
+        // mapping) alive, or drops the view before `self`; one side per
+        // role and slot is the caller's lease.
+        Ok((unsafe { MemShared::from_mpsc(checked, owner) }, producers))
+    }
+
+    /// Whether a live process holds MPSC producer slot `slot` through
+    /// another open of the segment than this one.
+    pub fn slot_held(&self, slot: u8) -> Result<bool, ShmError> {
+        slot_held_on(&self.fd, &self.name, slot)
+    }
+
+    /// The descriptor this segment was opened with (locks go through it).
+    pub(super) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// The generation word of `role` (for MPSC, only the consumer's: each
+    /// producer slot has its own, in the slot table).
     fn generation(&self, role: Role) -> &AtomicU32 {
-        let offset = match role {
-            Role::Producer => PRODUCER_GEN_OFFSET,
-            Role::Consumer => CONSUMER_GEN_OFFSET,
+        let offset = match (self.kind, role) {
+            (RingKind::Spsc, Role::Producer) => PRODUCER_GEN_OFFSET,
+            (RingKind::Spsc, Role::Consumer) => CONSUMER_GEN_OFFSET,
+            (RingKind::Mpsc, Role::Producer) => mpsc_layout::SLOT_GEN_OFFSET,
+            (RingKind::Mpsc, Role::Consumer) => mpsc_layout::CONSUMER_GEN_OFFSET,
         };
         // Every access to the generation words is atomic.
         // SAFETY: every Segment maps at least HEADER_SIZE page-aligned bytes
@@ -393,17 +510,42 @@ impl Segment {
     }
 
     /// Bumps `role`'s generation: done once by each new holder of the role.
+    /// An MPSC producer's slot generation is bumped by
+    /// [`crate::mpsc::Producer::new`] once it holds the slot, not here.
     pub(super) fn bump_generation(&self, role: Role) {
+        if self.kind == RingKind::Mpsc && role == Role::Producer {
+            return;
+        }
         // Relaxed: a counter only the role holder writes; readers (a peer
         // telling whether the role was ever taken, `inspect`) read no other
         // memory on the strength of it.
         self.generation(role).fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether `role` was ever claimed (its generation is not zero).
+    /// Whether `role` was ever claimed (its generation, for MPSC producers
+    /// any slot's generation, is not zero).
     pub(super) fn ever_claimed(&self, role: Role) -> bool {
-        // Relaxed: see `bump_generation`.
-        self.generation(role).load(Ordering::Relaxed) != 0
+        let words = match (self.kind, role) {
+            (RingKind::Mpsc, Role::Producer) => mpsc_layout::MAX_SLOTS,
+            _ => 1,
+        };
+        let first = self.generation(role);
+        // Relaxed (each load): see `bump_generation`.
+        (0..words).any(|slot| self.generation_at(first, slot).load(Ordering::Relaxed) != 0)
+    }
+
+    /// The `index`-th 32-bit word from `first` (a slot generation when
+    /// `first` is slot 0's).
+    fn generation_at<'a>(&'a self, first: &'a AtomicU32, index: usize) -> &'a AtomicU32 {
+        if index == 0 {
+            return first;
+        }
+        let offset = mpsc_layout::SLOT_GEN_OFFSET + 4 * index;
+        debug_assert!(self.kind == RingKind::Mpsc && index < mpsc_layout::MAX_SLOTS);
+        // SAFETY: only reached for an MPSC segment, whose mapping passed the
+        // MPSC attach (at least its 640-byte header, page-aligned): the slot
+        // table's `index < MAX_SLOTS` word is an aligned u32 inside it.
+        unsafe { AtomicU32::from_ptr(self.map.as_ptr().cast::<u8>().add(offset).cast()) }
     }
 
     /// Normalised name.
@@ -447,7 +589,7 @@ impl Segment {
             });
             return Ok(out);
         }
-        let segment = Segment::map(name, fd, file_size as usize, file_id(&stat))?;
+        let segment = Segment::map(name, fd, file_size as usize, file_id(&stat), RingKind::Spsc)?;
         if !segment.magic_published() {
             out.error = Some(AttachError::BadMagic { zero: true });
             return Ok(out);
@@ -539,7 +681,9 @@ pub fn scan() -> Result<Vec<Entry>, ShmError> {
         let Ok(mut file) = file else {
             continue; // removed meanwhile
         };
-        if std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == MAGIC {
+        if std::io::Read::read_exact(&mut file, &mut magic).is_ok()
+            && RingKind::from_magic(&magic).is_some()
+        {
             out.push(Entry::Segment(name));
         }
     }
@@ -603,11 +747,11 @@ impl Namespace for Posix {
         id: FileId,
         capacity: u64,
     ) -> Result<Segment, ShmError> {
-        Segment::create_sized(name, fd, id, capacity)
+        Segment::create_sized(name, fd, id, capacity, Spec::Spsc)
     }
 
     fn look(&self, name: &str) -> Result<Look<Segment>, ShmError> {
-        Segment::look(name)
+        Segment::look(name, RingKind::Spsc)
     }
 
     fn open_any(&self, name: &str) -> Result<(OwnedFd, FileId), ShmError> {
@@ -659,5 +803,120 @@ impl Namespace for Posix {
 
     fn pause(&self) {
         std::thread::sleep(INIT_POLL);
+    }
+}
+
+/// What a creator writes into a new segment.
+#[derive(Clone, Copy, Debug)]
+enum Spec {
+    Spsc,
+    Mpsc { producers: u32 },
+}
+
+impl Spec {
+    fn kind(self) -> RingKind {
+        match self {
+            Spec::Spsc => RingKind::Spsc,
+            Spec::Mpsc { .. } => RingKind::Mpsc,
+        }
+    }
+}
+
+/// The namespace of MPSC segments: [`Posix`]'s file and lock operations,
+/// with the MPSC header, its attach and its notion of a finished stream.
+/// Every producer takes a *shared* lease of the producer role (a read lock
+/// on byte 0; its slot's lock is taken after, by [`super::mpsc`]), so the
+/// lifecycle decisions ("is a producer here?") are [`lifecycle`]'s, unchanged.
+#[derive(Clone, Copy, Debug)]
+pub struct PosixMpsc {
+    /// Producer slots of a segment this namespace creates (`1..=MAX_SLOTS`).
+    pub producers: u32,
+}
+
+impl Namespace for PosixMpsc {
+    type Fd = OwnedFd;
+    type File = Segment;
+    type Lease = Lease;
+    type NameLock = NameLock;
+    type Instant = Instant;
+
+    fn fd<'a>(&self, file: &'a Segment) -> &'a OwnedFd {
+        Posix.fd(file)
+    }
+
+    fn file_id(&self, file: &Segment) -> FileId {
+        Posix.file_id(file)
+    }
+
+    fn create_exclusive(&self, name: &str) -> Result<(OwnedFd, FileId), ShmError> {
+        Posix.create_exclusive(name)
+    }
+
+    fn initialise(
+        &self,
+        name: &str,
+        fd: &OwnedFd,
+        id: FileId,
+        capacity: u64,
+    ) -> Result<Segment, ShmError> {
+        let spec = Spec::Mpsc {
+            producers: self.producers,
+        };
+        Segment::create_sized(name, fd, id, capacity, spec)
+    }
+
+    fn look(&self, name: &str) -> Result<Look<Segment>, ShmError> {
+        Segment::look(name, RingKind::Mpsc)
+    }
+
+    fn open_any(&self, name: &str) -> Result<(OwnedFd, FileId), ShmError> {
+        Posix.open_any(name)
+    }
+
+    fn named_id(&self, name: &str) -> Result<Option<FileId>, ShmError> {
+        Posix.named_id(name)
+    }
+
+    fn unlink(&self, name: &str) -> Result<(), ShmError> {
+        Posix.unlink(name)
+    }
+
+    fn claim(&self, fd: &OwnedFd, role: Role) -> Result<Lease, ShmError> {
+        match role {
+            Role::Producer => Lease::claim_shared(fd, role),
+            Role::Consumer => Lease::claim(fd, role),
+        }
+    }
+
+    fn lock_name(&self, fd: &OwnedFd, name: &str) -> Result<NameLock, ShmError> {
+        Posix.lock_name(fd, name)
+    }
+
+    fn role_held(&self, fd: &OwnedFd, name: &str, role: Role) -> Result<bool, ShmError> {
+        Posix.role_held(fd, name, role)
+    }
+
+    fn bump_generation(&self, file: &Segment, role: Role) {
+        file.bump_generation(role);
+    }
+
+    fn ever_claimed(&self, file: &Segment, role: Role) -> bool {
+        file.ever_claimed(role)
+    }
+
+    fn finished(&self, file: &Segment) -> Result<bool, ShmError> {
+        Ok(super::mpsc::finished(&file.checked_mpsc_view(())?.0))
+    }
+
+    fn now(&self) -> Instant {
+        Posix.now()
+    }
+
+    fn waited_out(&self, since: &Instant) -> bool {
+        Posix.waited_out(since)
+    }
+
+    fn pause(&self) {
+        Posix.pause();
     }
 }
