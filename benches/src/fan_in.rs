@@ -239,6 +239,8 @@ pub fn unix_datagram(cfg: &FanIn) -> Result<FanInResult, BenchError> {
     let reader = UnixDatagram::bind_addr(&address)?;
     let size = libc::c_int::try_from(cfg.ring_size).unwrap_or(libc::c_int::MAX);
     crate::stream::set_buffer(&reader, libc::SO_RCVBUF, size);
+    // A `recv` that waits this long is a stalled run.
+    reader.set_read_timeout(Some(STALL))?;
     let receiver = Datagrams {
         socket: reader,
         message_size: cfg.message_size,
@@ -541,7 +543,6 @@ struct Datagrams {
 
 impl Receiver for Datagrams {
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, BenchError> {
-        self.socket.set_read_timeout(Some(STALL))?;
         match self.socket.recv(buf) {
             Ok(got) => Ok(got),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(BenchError::Stalled),
