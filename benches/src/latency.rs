@@ -46,7 +46,7 @@ fn histogram() -> Result<Histogram<u64>, BenchError> {
         .map_err(|_| BenchError::Config("histogram bounds"))
 }
 
-fn summary(histogram: &Histogram<u64>) -> Latency {
+pub(crate) fn summary(histogram: &Histogram<u64>) -> Latency {
     Latency {
         samples: histogram.len(),
         avg: histogram.mean(),

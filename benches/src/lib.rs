@@ -11,6 +11,9 @@
 //! - [`latency`]: one-way latency by ping-pong over two rings (RTT/2, in an
 //!   HDR histogram), and the hardware floor: a cache line bounced between two
 //!   processes.
+//! - [`fan_in`]: `K` producer processes into one consumer: the MPSC ring,
+//!   a Unix datagram socket with `K` writers, and the SPSC ring for `K = 1`
+//!   (throughput, and one-way latency from a timestamp in the message).
 //! - [`memcpy_bandwidth`] and [`idle::consumer_cpu`] (the CPU a parked
 //!   consumer burns on an idle ring).
 //!
@@ -39,6 +42,7 @@
 use std::fmt;
 use std::time::Duration;
 
+pub mod fan_in;
 pub mod idle;
 pub mod inproc;
 pub mod latency;

@@ -169,7 +169,7 @@ pub(crate) struct ControlPage {
 }
 
 /// Number of words in a [`ControlPage`].
-const SLOTS: usize = 32;
+const SLOTS: usize = 72;
 /// Words between two slots (128 bytes).
 const STRIDE: usize = 16;
 const PAGE: usize = SLOTS * STRIDE * 8;

@@ -146,7 +146,10 @@ fn send<S: Shared>(
     Ok(())
 }
 
-fn wait_writable<S: Shared>(producer: &mut Producer<S>, len: usize) -> Result<(), BenchError> {
+pub(crate) fn wait_writable<S: Shared>(
+    producer: &mut Producer<S>,
+    len: usize,
+) -> Result<(), BenchError> {
     let start = Instant::now();
     while !producer.wait_writable(len, Some(PARK))? {
         if start.elapsed() > STALL {
@@ -156,7 +159,7 @@ fn wait_writable<S: Shared>(producer: &mut Producer<S>, len: usize) -> Result<()
     Ok(())
 }
 
-fn wait_readable<S: Shared>(consumer: &mut Consumer<S>) -> Result<(), BenchError> {
+pub(crate) fn wait_readable<S: Shared>(consumer: &mut Consumer<S>) -> Result<(), BenchError> {
     let start = Instant::now();
     while !consumer.wait_readable(Some(PARK))? {
         if start.elapsed() > STALL {

@@ -43,8 +43,12 @@ pub fn unix_socket(cfg: &Transfer) -> Result<Throughput, BenchError> {
     run(cfg, reader, writer)
 }
 
-fn set_buffer(socket: &UnixStream, option: libc::c_int, size: libc::c_int) {
-    use std::os::fd::AsRawFd;
+/// Asks for a socket buffer of `size` bytes (`SO_SNDBUF` or `SO_RCVBUF`).
+pub(crate) fn set_buffer(
+    socket: &impl std::os::fd::AsRawFd,
+    option: libc::c_int,
+    size: libc::c_int,
+) {
     // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local;
     // the descriptor is open for the call. Failure keeps the default size.
     unsafe {

@@ -23,11 +23,12 @@ use std::io::IsTerminal as _;
 
 use clap::Parser as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ringproof_benches::fan_in::{self, FanIn, FanInResult};
 use ringproof_benches::latency::{self, PingPong};
 use ringproof_benches::{Api, BenchError, Latency, Transfer, ring, stream};
 use serde::Serialize;
 
-use crate::cli::{BenchArgs, Cli, Command};
+use crate::cli::{BenchArgs, BenchMode, Cli, Command};
 use crate::exit::CliError;
 use crate::size::human;
 
@@ -37,6 +38,8 @@ const MAX_BATCH_BYTES: u64 = 256 << 20;
 const MAX_ROUND_TRIPS: u64 = 100_000;
 /// Messages of the quick run (`ringproof` with no arguments).
 const QUICK_MESSAGES: u64 = 1_000_000;
+/// Most latency samples of each fan-in measurement (all producers together).
+const MAX_FAN_IN_SAMPLES: u64 = 20_000;
 
 /// How `bench` prints its result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +65,8 @@ pub fn default_args() -> BenchArgs {
             iterations: 2_000_000,
             batch: 1,
             json: false,
+            mode: BenchMode::Spsc,
+            producers: 1,
         },
     }
 }
@@ -173,6 +178,12 @@ pub struct Report {
 
 /// `ringproof bench` (and `ringproof` alone).
 pub fn run(args: &BenchArgs, output: Output) -> Result<(), CliError> {
+    if args.mode == BenchMode::Mpsc {
+        return run_fan_in(args, output);
+    }
+    if args.producers != 1 {
+        return Err(CliError::invalid("--producers needs --mode mpsc"));
+    }
     let transfer = transfer(args)?;
     let ping_pong = PingPong {
         message_size: transfer.message_size,
@@ -272,6 +283,229 @@ pub fn transfer(args: &BenchArgs) -> Result<Transfer, CliError> {
         Api::Batch(batch)
     };
     Ok(Transfer::new(message_size, args.buffer_size, args.iterations).with_api(api))
+}
+
+/// One transport of a fan-in run.
+#[derive(Clone, Debug, Serialize)]
+pub struct FanInFigures {
+    /// Producer processes.
+    pub producers: usize,
+    /// Timed messages, all producers together.
+    pub messages: u64,
+    /// Seconds of the timed stream.
+    pub seconds: f64,
+    /// Messages per second, all producers together.
+    pub messages_per_sec: f64,
+    /// Payload bytes per second.
+    pub bytes_per_sec: f64,
+    /// One-way latency, stamp at the producer to copy-out at the consumer
+    /// (`samples`: messages timed so).
+    pub latency_ns: LatencyNs,
+    /// Timed messages received from each producer (each checked in order).
+    pub per_producer: Vec<u64>,
+}
+
+impl From<FanInResult> for FanInFigures {
+    fn from(r: FanInResult) -> Self {
+        let t = Throughput::from(r.throughput);
+        FanInFigures {
+            producers: r.per_producer.len(),
+            messages: r.throughput.messages,
+            seconds: t.seconds,
+            messages_per_sec: t.messages_per_sec,
+            bytes_per_sec: t.bytes_per_sec,
+            latency_ns: LatencyNs::from(r.latency),
+            per_producer: r.per_producer,
+        }
+    }
+}
+
+/// The peers of a fan-in run.
+#[derive(Clone, Debug, Serialize)]
+pub struct FanInPeers {
+    /// The SPSC ring, one producer sending all the messages.
+    pub spsc: FanInFigures,
+    /// A Unix datagram socket, one writer process per producer.
+    pub unix_datagram: FanInFigures,
+}
+
+/// What `bench --mode mpsc --json` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct FanInReport {
+    /// `"mpsc"`.
+    pub mode: &'static str,
+    /// Producer processes.
+    pub producers: usize,
+    /// Bytes per message.
+    pub message_size: usize,
+    /// Ring capacity (socket: the buffer sizes asked for).
+    pub buffer_size: u64,
+    /// Timed messages of each producer.
+    pub messages_per_producer: u64,
+    /// Timed messages, all producers together.
+    pub messages: u64,
+    /// CPUs: the consumer on the first, producers spread over the others
+    /// (empty: not pinned).
+    pub cpus: Vec<usize>,
+    /// The MPSC ring.
+    pub mpsc: FanInFigures,
+    /// The same messages through the peers.
+    pub peers: FanInPeers,
+    /// MPSC messages per second over the datagram socket's.
+    pub ratio_vs_unix_datagram: f64,
+    /// MPSC messages per second over the SPSC ring's.
+    pub ratio_vs_spsc: f64,
+    /// MPSC latency p50 over the datagram socket's.
+    pub latency_p50_vs_unix_datagram: f64,
+    /// MPSC latency p50 over the SPSC ring's.
+    pub latency_p50_vs_spsc: f64,
+}
+
+/// `ringproof bench --mode mpsc`: `K` producer processes into one consumer
+/// through the MPSC ring, then the SPSC ring (one producer, the same total)
+/// and a Unix datagram socket (`K` writers), through the same code.
+fn run_fan_in(args: &BenchArgs, output: Output) -> Result<(), CliError> {
+    let cfg = fan_in_config(args)?;
+    let progress = Progress::new(3);
+    progress.phase("mpsc ring");
+    let mpsc = measured("mpsc ring", fan_in::mpsc_ring(&cfg))?;
+    progress.phase("spsc ring");
+    let k = cfg.producers as u64;
+    let single = FanIn {
+        producers: 1,
+        messages: cfg.messages * k,
+        latency_samples: cfg.latency_samples * k,
+        ..cfg
+    };
+    let spsc = measured("spsc ring", fan_in::spsc_ring(&single))?;
+    progress.phase("unix datagram");
+    let dgram = measured("unix datagram", fan_in::unix_datagram(&cfg))?;
+    progress.finish();
+
+    let cpus = ringproof_benches::allowed_cpus();
+    let (mpsc, spsc, dgram) = (
+        FanInFigures::from(mpsc),
+        FanInFigures::from(spsc),
+        FanInFigures::from(dgram),
+    );
+    let report = FanInReport {
+        mode: "mpsc",
+        producers: cfg.producers,
+        message_size: cfg.message_size,
+        buffer_size: cfg.ring_size,
+        messages_per_producer: cfg.messages,
+        messages: cfg.messages * k,
+        cpus: if cpus.len() >= 2 { cpus } else { Vec::new() },
+        ratio_vs_unix_datagram: ratio(mpsc.messages_per_sec, dgram.messages_per_sec),
+        ratio_vs_spsc: ratio(mpsc.messages_per_sec, spsc.messages_per_sec),
+        latency_p50_vs_unix_datagram: ratio(
+            mpsc.latency_ns.p50 as f64,
+            dgram.latency_ns.p50 as f64,
+        ),
+        latency_p50_vs_spsc: ratio(mpsc.latency_ns.p50 as f64, spsc.latency_ns.p50 as f64),
+        mpsc,
+        peers: FanInPeers {
+            spsc,
+            unix_datagram: dgram,
+        },
+    };
+    match output {
+        Output::Json => {
+            let json = serde_json::to_string(&report)
+                .map_err(|e| CliError::unexpected(format!("formatting JSON: {e}")))?;
+            println!("{json}");
+        }
+        Output::Summary | Output::Full => print!("{}", fan_in_summary(&report)),
+    }
+    Ok(())
+}
+
+/// Checks the arguments of `--mode mpsc` and builds its measurement.
+pub fn fan_in_config(args: &BenchArgs) -> Result<FanIn, CliError> {
+    if args.batch != 1 {
+        return Err(CliError::invalid("--batch applies to --mode spsc only"));
+    }
+    let producers = usize::try_from(args.producers)
+        .ok()
+        .filter(|k| (1..=fan_in::MAX_PRODUCERS).contains(k))
+        .ok_or_else(|| CliError::invalid("--producers must be 1 to 64"))?;
+    // The ring's own checks (size, largest message), as in spsc mode.
+    let transfer = transfer(args)?;
+    if transfer.message_size < fan_in::HEADER {
+        return Err(CliError::invalid(format!(
+            "--message-size must be at least {} bytes in mpsc mode (producer, sequence number and timestamp)",
+            fan_in::HEADER
+        )));
+    }
+    let k = producers as u64;
+    Ok(FanIn {
+        producers,
+        message_size: transfer.message_size,
+        ring_size: transfer.ring_size,
+        messages: args.iterations,
+        latency_samples: (MAX_FAN_IN_SAMPLES / k).clamp(1, args.iterations),
+        pin: true,
+    })
+}
+
+/// The human summary of `--mode mpsc`.
+pub fn fan_in_summary(r: &FanInReport) -> String {
+    let cpus = match r.cpus.as_slice() {
+        [c, rest @ ..] => format!(
+            "consumer on CPU {c}, producers on {}",
+            rest.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        _ => "not pinned (fewer than 2 CPUs)".to_string(),
+    };
+    let mut s = format!(
+        "ringproof bench --mode mpsc: {} producer processes x {} messages of {} into one consumer; {cpus}; ring {}
+",
+        r.producers,
+        r.messages_per_producer,
+        human(r.message_size as u64),
+        human(r.buffer_size),
+    );
+    s += &format!(
+        "  {:<24} {:>9} {:>12} {:>9} {:>9} {:>9}
+",
+        "", "msg/s", "bytes/s", "p50", "p99", "max"
+    );
+    let line = |label: String, f: &FanInFigures| {
+        format!(
+            "  {label:<24} {:>9} {:>12} {:>9} {:>9} {:>9}
+",
+            rate(f.messages_per_sec),
+            gbps(f.bytes_per_sec),
+            ns(f.latency_ns.p50 as f64),
+            ns(f.latency_ns.p99 as f64),
+            ns(f.latency_ns.max as f64),
+        )
+    };
+    s += &line(format!("mpsc ring ({} procs)", r.producers), &r.mpsc);
+    s += &line("spsc ring (1 proc)".to_string(), &r.peers.spsc);
+    s += &line(
+        format!("unix dgram ({} procs)", r.producers),
+        &r.peers.unix_datagram,
+    );
+    s += &format!(
+        "mpsc vs unix dgram: {:.2}x msg/s, p50 {:.2}x; mpsc vs spsc: {:.2}x msg/s, p50 {:.2}x
+",
+        r.ratio_vs_unix_datagram,
+        r.latency_p50_vs_unix_datagram,
+        r.ratio_vs_spsc,
+        r.latency_p50_vs_spsc
+    );
+    s += &format!(
+        "every message checked: {} timed per transport, each producer's in order, none missing
+",
+        r.messages
+    );
+    s += "(throughput: clock at the consumer from an empty channel after a warm-up to the last message; latency: CLOCK_MONOTONIC stamped by the producer, read at the consumer after the copy-out, one message in flight per producer)
+";
+    s
 }
 
 /// Maps a measurement's failure to the CLI's error, naming the phase.

@@ -173,6 +173,15 @@ pub struct DemoArgs {
     pub verbose: bool,
 }
 
+/// What `ringproof bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchMode {
+    /// One producer process into one consumer.
+    Spsc,
+    /// `--producers` processes into one consumer.
+    Mpsc,
+}
+
 /// `ringproof bench`.
 #[derive(Debug, Clone, Args)]
 #[command(
@@ -188,6 +197,15 @@ pub struct DemoArgs {
     64 KiB buffer)."
 )]
 pub struct BenchArgs {
+    /// spsc: one producer process, the ring against a pipe and a Unix
+    /// socket. mpsc: --producers processes into one consumer through an
+    /// MPSC ring, against the SPSC ring (one producer) and a Unix datagram
+    /// socket with as many writers; --iterations messages per producer.
+    #[arg(long, value_enum, default_value_t = BenchMode::Spsc)]
+    pub mode: BenchMode,
+    /// mpsc: producer processes (1 to 64).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub producers: u64,
     /// Ring capacity, a power of two.
     #[arg(long, default_value = "1MiB", value_parser = parse_ring_size)]
     pub buffer_size: u64,
