@@ -73,14 +73,31 @@ fn finish_cut_release<S: Shared>(shared: &S, head: u64) -> u64 {
     if end == head {
         return head;
     }
-    stamp_free(shared, head, end);
-    shared.crash_point(CrashPoint::BeforeRelease);
-    // Release: as in `Consumer::release_to`, the stamps happen before a
-    // producer claims these bytes; pairs with the Acquire loads of `head` in
-    // `Producer::refresh_head` and `Producer::new`.
-    shared.head().store(end, Ordering::Release);
-    shared.crash_point(CrashPoint::AfterRelease);
+    give_back(shared, head, end);
     end
+}
+
+/// Gives the bytes `from..to` back to the producers: stamps their words
+/// free for the next lap, one Release store of `head`, then wakes producers
+/// parked on a full ring. The one place `head` moves, for a release and for
+/// the completion of a cut one.
+fn give_back<S: Shared>(shared: &S, from: u64, to: u64) {
+    stamp_free(shared, from, to);
+    shared.crash_point(CrashPoint::BeforeRelease);
+    // Release: our reads and stamps of the released bytes happen before a
+    // producer claims them; pairs with the Acquire loads of `head` in
+    // `Producer::refresh_head` and `Producer::new`.
+    shared.head().store(to, Ordering::Release);
+    shared.crash_point(CrashPoint::AfterRelease);
+    // SeqCst fence: orders the `head` store before the load of
+    // `producer_wait`; pairs with the fence in `Producer::wait_writable`.
+    shared.fence_seq_cst();
+    // Relaxed: ordered by the fence above.
+    if shared.producer_wait().load(Ordering::Relaxed) != 0 {
+        // Relaxed: the futex call orders it; producers re-check `head`.
+        shared.producer_wait().store(0, Ordering::Relaxed);
+        shared.wake(shared.producer_wait());
+    }
 }
 
 /// Stamps every word of `from..to` "free in lap + 1", from the end down:
@@ -272,23 +289,8 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
             };
             position += size.max(RECORD_ALIGN);
         }
-        stamp_free(&self.shared, self.head, to);
-        self.shared.crash_point(CrashPoint::BeforeRelease);
-        // Release: our reads and stamps of the released bytes happen before a
-        // producer claims them; pairs with the Acquire loads of `head` in
-        // `Producer::refresh_head` and `Producer::new`.
-        self.shared.head().store(to, Ordering::Release);
+        give_back(&self.shared, self.head, to);
         self.head = to;
-        self.shared.crash_point(CrashPoint::AfterRelease);
-        // SeqCst fence: orders the `head` store before the load of
-        // `producer_wait`; pairs with the fence in `Producer::wait_writable`.
-        self.shared.fence_seq_cst();
-        // Relaxed: ordered by the fence above.
-        if self.shared.producer_wait().load(Ordering::Relaxed) != 0 {
-            // Relaxed: the futex call orders it; producers re-check `head`.
-            self.shared.producer_wait().store(0, Ordering::Relaxed);
-            self.shared.wake(self.shared.producer_wait());
-        }
     }
 
     /// The next message, to read in place; [`Read::release`] consumes it,
