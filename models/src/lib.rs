@@ -246,6 +246,17 @@ impl Budget {
         env_count("RINGPROOF_LOOM_MPSC_EXTRA", 0)
     }
 
+    /// shuttle iterations per scheduler of the MPSC models:
+    /// `RINGPROOF_SHUTTLE_MPSC_ITERATIONS`, else
+    /// `RINGPROOF_SHUTTLE_ITERATIONS`, else `default`. (An MPSC run has
+    /// several producers and costs several times an SPSC one.)
+    pub fn shuttle_mpsc_iterations(default: usize) -> usize {
+        env_count(
+            "RINGPROOF_SHUTTLE_MPSC_ITERATIONS",
+            Self::shuttle_iterations(default),
+        )
+    }
+
     /// shuttle iterations per scheduler: `RINGPROOF_SHUTTLE_ITERATIONS`, else `default`.
     pub fn shuttle_iterations(default: usize) -> usize {
         env_count("RINGPROOF_SHUTTLE_ITERATIONS", default)

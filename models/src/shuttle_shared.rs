@@ -267,11 +267,16 @@ pub fn explore(
     default_iterations: usize,
     scenario: fn(),
 ) -> (usize, std::time::Duration) {
+    let iterations = crate::Budget::shuttle_iterations(default_iterations);
+    explore_n(pct, iterations, scenario)
+}
+
+/// [`explore`] for exactly `iterations` iterations (a replay still wins).
+pub fn explore_n(pct: bool, iterations: usize, scenario: fn()) -> (usize, std::time::Duration) {
     if let Ok(schedule) = std::env::var("RINGPROOF_SHUTTLE_REPLAY") {
         shuttle::replay(scenario, &schedule);
         return (0, std::time::Duration::ZERO);
     }
-    let iterations = crate::Budget::shuttle_iterations(default_iterations);
     let start = std::time::Instant::now();
     if pct {
         shuttle::Runner::new(

@@ -3,7 +3,8 @@
 //! one of them killed mid-claim in some runs, under random and PCT
 //! schedules; and a blocking variant where producers and the consumer park.
 //!
-//! Iterations per scheduler: `RINGPROOF_SHUTTLE_ITERATIONS` (default 200);
+//! Iterations per scheduler: `RINGPROOF_SHUTTLE_MPSC_ITERATIONS`, else
+//! `RINGPROOF_SHUTTLE_ITERATIONS` (default 200; `ci/models-full` 3,000);
 //! messages per producer: `RINGPROOF_SHUTTLE_MESSAGES` (default 2,000,
 //! divided by 20 here: each run has several producers). Replay a failing
 //! schedule with `RINGPROOF_SHUTTLE_REPLAY='<schedule>'`.
@@ -22,7 +23,8 @@ use std::sync::Arc;
 const DEFAULT_ITERATIONS: usize = 200;
 
 fn explore(name: &str, pct: bool, scenario: fn()) {
-    let (iterations, took) = shuttle_shared::explore(pct, DEFAULT_ITERATIONS, scenario);
+    let iterations = Budget::shuttle_mpsc_iterations(DEFAULT_ITERATIONS);
+    let (iterations, took) = shuttle_shared::explore_n(pct, iterations, scenario);
     eprintln!(
         "shuttle {name}: {} scheduler, {iterations} iterations, {took:.2?}",
         if pct { "pct" } else { "random" },
