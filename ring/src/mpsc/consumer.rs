@@ -84,6 +84,12 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
             if *from > MAX_POSITION {
                 return Err(self.poison(Corruption::Head));
             }
+            // A batch that has read a whole lap past `head` has nothing more
+            // to find: the words from here on are its own unreleased records
+            // (of the lap before), not records of this lap.
+            if *from >= self.head + self.capacity {
+                return Err(ReadError::Empty);
+            }
             let offset = *from & (self.capacity - 1);
             let to_end = self.capacity - offset;
             let this_lap = lap(*from, self.capacity);
