@@ -147,6 +147,7 @@ fn the_wrong_kind_of_ring_exits_2_with_both_kinds_named() {
     assert!(out.status.success(), "{}", stderr_text(&out));
     for args in [
         &["send", "--name", mpsc.name()][..],
+        &["send", "--name", mpsc.name(), "--mode", "spsc"][..],
         &["recv", "--name", mpsc.name(), "--mode", "spsc"][..],
     ] {
         let out = run(args, b"x");
