@@ -70,6 +70,19 @@ pub struct SendArgs {
     /// Send at most this many bytes per second.
     #[arg(long, value_parser = parse_positive_size)]
     pub rate_limit: Option<u64>,
+    /// The kind of ring: `spsc` (one sender) or `mpsc` (several senders into
+    /// one receiver; the last sender to finish closes the stream).
+    #[arg(long, value_enum, default_value_t = RingMode::Spsc)]
+    pub mode: RingMode,
+}
+
+/// The kind of ring `send` and `recv` use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RingMode {
+    /// One producer, one consumer.
+    Spsc,
+    /// Many producers, one consumer.
+    Mpsc,
 }
 
 /// `ringproof recv`.
@@ -79,7 +92,9 @@ pub struct SendArgs {
     If the ring does not exist yet, recv creates it (so send and recv may start in either order) \
     and waits for a producer. If the producer dies without closing the ring, recv first writes \
     every message it committed, then exits 3. With --timeout, waiting longer than that for the \
-    next message is also exit 3 (\"no message within ...\"). When stdout is closed early \
+    next message is also exit 3 (\"no message within ...\"). With --mode mpsc (or an MPSC ring \
+    found by its header), several senders write into this one receiver; a sender killed mid-message \
+    is skipped as soon as the kernel drops its slot lease, a stopped one is waited for. When stdout is closed early \
     (EPIPE), recv stops quietly and exits 0; the messages it had not read yet stay in the ring \
     (it buffers up to 256 KiB of output, which is lost with the closed stdout)."
 )]
@@ -96,6 +111,10 @@ pub struct RecvArgs {
     /// Give up (exit 3) after waiting this long for the next message (e.g. 5s).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// The kind of ring. Without it, the kind of an existing ring is read
+    /// from its header, and a ring recv creates is SPSC.
+    #[arg(long, value_enum)]
+    pub mode: Option<RingMode>,
 }
 
 /// `ringproof inspect`.

@@ -251,6 +251,25 @@ fn batches_release_together_and_pop_into_keeps_what_does_not_fit() {
 }
 
 #[test]
+fn a_batch_that_read_a_whole_lap_finds_nothing_more_not_a_corruption() {
+    let (mut producers, mut consumer) = channel(128, 1, AlwaysAlive).unwrap();
+    for i in 0..8u8 {
+        producers[0].push(&[i; 8]).unwrap();
+    }
+    assert_eq!(producers[0].push(&[9; 8]), Err(PushError::Full));
+    let mut batch = consumer.read_batch();
+    for i in 0..8u8 {
+        assert_eq!(batch.read().unwrap(), [i; 8]);
+    }
+    // The next word is this batch's first record, unreleased, of lap 0.
+    assert_eq!(batch.read().err(), Some(ReadError::Empty));
+    batch.release();
+    assert_eq!(consumer.position(), 128);
+    producers[0].push(&[9; 8]).unwrap();
+    assert_eq!(consumer.pop().unwrap(), [9; 8]);
+}
+
+#[test]
 fn close_by_any_producer_ends_the_stream_after_what_was_committed() {
     let (mut producers, mut consumer) = channel(128, 2, AlwaysAlive).unwrap();
     producers[0].push(b"one").unwrap();

@@ -179,9 +179,10 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
                 return Err(self.poison(Corruption::Head));
             }
             if *from - self.head >= self.capacity {
-                // We passed a whole lap of records nobody reads (padding,
-                // given up, dead): the next word is the one at `head`, ours
-                // until we release, so nothing more can be there.
+                // We passed a whole lap: records nobody reads (padding,
+                // given up, dead) or a batch's own unreleased messages. The
+                // next word is the one at `head`, ours until we release, so
+                // nothing more can be there.
                 // Relaxed: no message can lie beyond (the ring holds only
                 // the records we walked), so nothing the closer wrote before
                 // its close is read after this load.

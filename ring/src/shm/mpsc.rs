@@ -456,11 +456,17 @@ impl ShmMpscConsumer {
 
     /// Whether a producer has ever attached and none is attached now.
     pub fn producers_gone(&self) -> Result<bool, ShmError> {
+        // The generations first: a producer bumps its slot's generation
+        // after it takes the role, and keeps the role until it leaves, so a
+        // generation seen before the role is found free belongs to one that
+        // has left. (The other order takes a producer attaching between the
+        // two looks for one gone.)
+        let claimed = self.segment.ever_claimed(Role::Producer);
         if self.segment.role_held(Role::Producer)? {
             self.producers_came.set(true);
             return Ok(false);
         }
-        if self.segment.ever_claimed(Role::Producer) {
+        if claimed {
             self.producers_came.set(true);
         }
         Ok(self.producers_came.get())
