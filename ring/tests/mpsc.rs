@@ -9,7 +9,8 @@ use ringproof::heap::AlignedBuf;
 use ringproof::mpsc::heap::{HeapShared, channel, segment, shared};
 use ringproof::mpsc::layout::{Claim, free_word, kind};
 use ringproof::mpsc::{
-    AlwaysAlive, Consumer, Corruption, Liveness, OpenError, Producer, PushError, ReadError, Words,
+    AlwaysAlive, Consumer, Corruption, Liveness, OpenError, PopValueError, Producer, PushError,
+    ReadError, Words,
 };
 use ringproof::sync::Shared;
 
@@ -526,4 +527,56 @@ fn a_release_cut_among_its_stamps_is_completed_and_delivers_nothing_torn() {
         }
     });
     assert_eq!(got, vec![vec![3; 20]]);
+}
+
+/// A typed message: the trading example's order.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+struct Order {
+    id: u64,
+    price: u32,
+    qty: u32,
+}
+
+#[test]
+fn typed_values_round_trip_and_a_size_mismatch_stays_in_the_ring() {
+    let (mut producers, mut consumer) = channel(1024, 2, AlwaysAlive).unwrap();
+    let order = Order {
+        id: 7,
+        price: 10_050,
+        qty: 3,
+    };
+    producers[0].push_value(&order).unwrap();
+    producers[1].push_value(&5u32).unwrap();
+    assert_eq!(consumer.pop_value::<Order>(), Ok(order));
+    assert_eq!(
+        consumer.pop_value::<Order>(),
+        Err(PopValueError::SizeMismatch {
+            expected: 16,
+            actual: 4
+        })
+    );
+    // Still there, readable as what it is.
+    assert_eq!(consumer.pop_value::<u32>(), Ok(5));
+    assert_eq!(
+        consumer.pop_value::<u32>(),
+        Err(PopValueError::Read(ReadError::Empty))
+    );
+    assert_eq!(
+        PopValueError::SizeMismatch {
+            expected: 16,
+            actual: 4
+        }
+        .to_string(),
+        "message of 4 bytes read as a value of 16 bytes"
+    );
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ringproof::mpsc::{PushError, ReadError};
+use ringproof::mpsc::{PopValueError, PushError, ReadError};
 use ringproof::shm::mpsc::inspect;
 use ringproof::shm::{
     OpenMode, RingKind, Role, ShmConsumer, ShmError, ShmMpscConsumer, ShmMpscProducer, ShmProducer,
@@ -28,6 +28,24 @@ fn producers_in_slots_meet_the_consumer_through_a_name() {
         assert_eq!(c.pop_blocking(Some(Duration::from_secs(10))).unwrap(), want);
     }
     assert!(matches!(c.pop(), Err(ReadError::Empty)));
+}
+
+#[test]
+fn typed_values_cross_the_segment() {
+    let name = TempName::for_test("mpsc-typed");
+    let mut c = ShmMpscConsumer::with_slots(name.name(), CREATE, 2).unwrap();
+    let mut p = ShmMpscProducer::new(name.name(), OpenMode::Open).unwrap();
+    p.push_value(&[1u64, 2, 3]).unwrap();
+    p.push_value(&9u16).unwrap();
+    assert_eq!(c.pop_value::<[u64; 3]>(), Ok([1, 2, 3]));
+    assert!(matches!(
+        c.pop_value::<u64>(),
+        Err(PopValueError::SizeMismatch {
+            expected: 8,
+            actual: 2
+        })
+    ));
+    assert_eq!(c.pop_value::<u16>(), Ok(9));
 }
 
 #[test]

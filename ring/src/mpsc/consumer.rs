@@ -7,7 +7,7 @@ use core::ops::Deref;
 use core::time::Duration;
 
 use super::layout::{Claim, free_word, kind, kind_of, lap_low};
-use super::{Corruption, Liveness, OpenError, ReadError, Words, claim_fits, lap};
+use super::{Corruption, Liveness, OpenError, PopValueError, ReadError, Words, claim_fits, lap};
 use crate::bytes::copy_bytes;
 use crate::layout::{MAX_POSITION, RECORD_ALIGN, RECORD_HEADER, record_size};
 use crate::sync::{CrashPoint, Ordering, Shared, Word32, Word64};
@@ -342,6 +342,20 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
         let out = read.to_vec();
         read.release();
         Ok(out)
+    }
+
+    /// Reads the next message as a `T` and releases it; a message of
+    /// another size is an error and stays in the ring.
+    pub fn pop_value<T: zerocopy::FromBytes>(&mut self) -> Result<T, PopValueError> {
+        let read = self.read()?;
+        let Ok(value) = T::read_from_bytes(&read) else {
+            return Err(PopValueError::SizeMismatch {
+                expected: core::mem::size_of::<T>(),
+                actual: read.len(),
+            });
+        };
+        read.release();
+        Ok(value)
     }
 
     /// Starts a batch of reads released together with one `head` store.

@@ -90,6 +90,39 @@ pub enum ReadError {
     Corrupted(Corruption),
 }
 
+/// Why [`super::Consumer::pop_value`] returned no value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PopValueError {
+    /// What [`super::Consumer::read`] returned.
+    Read(ReadError),
+    /// The message has another size than the type (it stays in the ring).
+    SizeMismatch {
+        /// `size_of` the requested type.
+        expected: usize,
+        /// The message's length.
+        actual: usize,
+    },
+}
+
+impl From<ReadError> for PopValueError {
+    fn from(e: ReadError) -> Self {
+        PopValueError::Read(e)
+    }
+}
+
+impl fmt::Display for PopValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PopValueError::Read(e) => e.fmt(f),
+            PopValueError::SizeMismatch { expected, actual } => write!(
+                f,
+                "message of {actual} bytes read as a value of {expected} bytes"
+            ),
+        }
+    }
+}
+
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -134,3 +167,5 @@ impl std::error::Error for OpenError {}
 impl std::error::Error for PushError {}
 #[cfg(feature = "std")]
 impl std::error::Error for ReadError {}
+#[cfg(feature = "std")]
+impl std::error::Error for PopValueError {}

@@ -57,7 +57,7 @@ mod producer;
 pub mod validate;
 
 pub use consumer::{Consumer, Read, ReadBatch};
-pub use error::{Corruption, OpenError, PushError, ReadError};
+pub use error::{Corruption, OpenError, PopValueError, PushError, ReadError};
 pub use producer::{Grant, Producer};
 
 use crate::layout::RECORD_HEADER;

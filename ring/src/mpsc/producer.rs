@@ -294,6 +294,14 @@ impl<S: Shared> Producer<S> {
         Ok(())
     }
 
+    /// Pushes the bytes of a value as one message.
+    pub fn push_value<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), PushError> {
+        self.push(value.as_bytes())
+    }
+
     /// Closes the stream for every producer: the consumer reads what was
     /// committed before, then [`super::ReadError::Closed`]; pushes fail with
     /// [`PushError::Closed`] once a producer sees the flag. A push racing

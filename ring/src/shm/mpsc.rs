@@ -43,7 +43,9 @@ use super::{Role, ShmError, validate_name};
 use crate::layout::max_message;
 use crate::mem::MemShared;
 use crate::mpsc::layout::{Mpsc, gen_low, kind, kind_of};
-use crate::mpsc::{Consumer, Grant, Liveness, Producer, PushError, Read, ReadError, Words};
+use crate::mpsc::{
+    Consumer, Grant, Liveness, PopValueError, Producer, PushError, Read, ReadError, Words,
+};
 use crate::sync::{NoHook, Ordering, Shared};
 
 /// The view of an MPSC segment a side runs over.
@@ -316,6 +318,14 @@ impl ShmMpscProducer {
         self.inner.push(message)
     }
 
+    /// [`Producer::push_value`].
+    pub fn push_value<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), PushError> {
+        self.inner.push_value(value)
+    }
+
     /// Copies `message` into the ring, waiting for room up to `timeout`
     /// (`None`: forever): spin, then park on the futex word for at most
     /// [`PARK`] at a time.
@@ -452,6 +462,11 @@ impl ShmMpscConsumer {
     /// [`Consumer::pop`].
     pub fn pop(&mut self) -> Result<Vec<u8>, ReadError> {
         self.inner.pop()
+    }
+
+    /// [`Consumer::pop_value`].
+    pub fn pop_value<T: zerocopy::FromBytes>(&mut self) -> Result<T, PopValueError> {
+        self.inner.pop_value()
     }
 
     /// Whether a producer has ever attached and none is attached now.
