@@ -134,16 +134,23 @@ pub(super) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 /// Whether the peer in `role` came and is gone now. `came` remembers that it
 /// was seen (its generation not zero, or its role held), so that a peer that
 /// zeroes its generation before it dies is still seen gone.
+///
+/// The generation is read *before* the role: a peer bumps its generation
+/// after it takes the role and holds the role until it leaves, so a
+/// generation seen before the role is found free belongs to a peer that has
+/// left. Read after, it could belong to a peer that attached in between,
+/// alive, and be taken for a dead one.
 fn peer_gone(
     segment: &Segment,
     role: Role,
     came: &core::cell::Cell<bool>,
 ) -> Result<bool, ShmError> {
+    let claimed = segment.ever_claimed(role);
     if segment.role_held(role)? {
         came.set(true);
         return Ok(false);
     }
-    if segment.ever_claimed(role) {
+    if claimed {
         came.set(true);
     }
     Ok(came.get())
