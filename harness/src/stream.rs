@@ -181,13 +181,29 @@ pub fn recv(args: &RecvArgs) -> Result<(), CliError> {
         let result = receive_mpsc(&mut consumer, &mut out, args);
         return finish_output(result, &mut out);
     }
-    let mut consumer = ShmConsumer::new(
+    let opened = ShmConsumer::new(
         &args.name,
         OpenMode::CreateOrOpen {
             capacity: args.size,
         },
-    )
-    .map_err(|e| CliError::from(e).context(format!("cannot open {} as consumer", args.name)))?;
+    );
+    let mut consumer = match opened {
+        // Without `--mode`, a ring whose header was still being written when
+        // we looked (an MPSC sender creating it) is opened as what it is.
+        Err(ShmError::WrongKind {
+            found: RingKind::Mpsc,
+            ..
+        }) if args.mode.is_none() => {
+            let mut consumer = ShmMpscConsumer::new(&args.name, OpenMode::Open).map_err(|e| {
+                CliError::from(e).context(format!("cannot open {} as consumer", args.name))
+            })?;
+            let result = receive_mpsc(&mut consumer, &mut out, args);
+            return finish_output(result, &mut out);
+        }
+        other => other.map_err(|e| {
+            CliError::from(e).context(format!("cannot open {} as consumer", args.name))
+        })?,
+    };
     let result = receive(&mut consumer, &mut out, args);
     finish_output(result, &mut out)
 }
