@@ -278,6 +278,31 @@ fn end_of_stream_is_never_seen_before_a_message_committed_before_the_close() {
     );
 }
 
+/// The closer is another producer, whose close happens after a commit it
+/// did not make (its thread is spawned after the push): the end of stream
+/// must still come after the message. (The argument needs the closer's
+/// Release store of `closed` and the consumer's Acquire load; loom does not
+/// reach the interleaving that shows either, see models/README.md.)
+#[test]
+fn end_of_stream_closed_by_a_producer_after_another_commit() {
+    check(
+        "end_of_stream_closed_by_a_producer_after_another_commit",
+        BOUND,
+        || {
+            let (mut producers, mut c) = ring(32);
+            let mut p1 = producers.pop().unwrap();
+            let mut p0 = producers.pop().unwrap();
+            let pusher = thread::spawn(move || {
+                p0.push(&message(0, 0, 4)).unwrap();
+                thread::spawn(move || p1.close().unwrap())
+            });
+            assert_eq!(pop_spin(&mut c), Ok(message(0, 0, 4)));
+            assert_eq!(pop_spin(&mut c), Err(ReadError::Closed));
+            pusher.join().unwrap().join().unwrap();
+        },
+    );
+}
+
 /// Pops with `wait_readable` (parking) while nothing is ready.
 fn pop_parking(c: &mut Model) -> Result<Vec<u8>, ReadError> {
     loop {
