@@ -324,6 +324,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_ring_kind_is_found_again_from_its_magic_and_the_magics_differ() {
+        for kind in [RingKind::Spsc, RingKind::Mpsc] {
+            assert_eq!(RingKind::from_magic(&kind.magic()), Some(kind));
+        }
+        assert_ne!(RingKind::Spsc.magic(), RingKind::Mpsc.magic());
+        assert_eq!(RingKind::from_magic(&[0; 8]), None);
+    }
+
+    #[test]
     fn header_is_384_bytes_with_indices_on_their_own_lines() {
         assert_eq!(size_of::<Header>(), 384);
         assert_eq!(HEAD_OFFSET, 128);
