@@ -4,7 +4,7 @@
 //! schedules; and a blocking variant where producers and the consumer park.
 //!
 //! Iterations per scheduler: `RINGPROOF_SHUTTLE_MPSC_ITERATIONS`, else
-//! `RINGPROOF_SHUTTLE_ITERATIONS` (default 200; `ci/models-full` 3,000);
+//! `RINGPROOF_SHUTTLE_ITERATIONS` (default 200; `ci/models-full` 1,000);
 //! messages per producer: `RINGPROOF_SHUTTLE_MESSAGES` (default 2,000,
 //! divided by 20 here: each run has several producers). Replay a failing
 //! schedule with `RINGPROOF_SHUTTLE_REPLAY='<schedule>'`.
