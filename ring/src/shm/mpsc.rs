@@ -119,7 +119,7 @@ impl SlotLeases {
     }
 }
 
-// SAFETY: `alive` returns `false` only when the lock byte of `slot` is free,
+// `alive` returns `false` only when the lock byte of `slot` is free,
 // or is held while the slot's generation has moved on past `generation`.
 // Every claim of `slot` is made while its producer holds that lock (taken in
 // `ShmMpscProducer::with_slots` before `Producer::new`, released in its
@@ -130,6 +130,7 @@ impl SlotLeases {
 // generation moved on means a successor took the lock, which it could only
 // do after the claimer's lock was dropped: the same argument. An error from
 // the kernel counts as alive: the claim is waited for, never skipped.
+// SAFETY: by the argument above, `false` comes only after the claimer's last access.
 unsafe impl Liveness for SlotLeases {
     fn alive(&self, slot: u8, generation: u32) -> bool {
         match self.segment.slot_held(slot) {
