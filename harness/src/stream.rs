@@ -300,15 +300,6 @@ fn receive(
     args: &RecvArgs,
 ) -> Result<End, CliError> {
     let mut pacer = Pacer::new(args.rate_limit);
-    let write_error = |e: std::io::Error| -> Result<Stop, CliError> {
-        if is_broken_pipe(&e) {
-            Ok(Stop::BrokenPipe)
-        } else {
-            Err(CliError::unexpected(format!(
-                "writing standard output: {e}"
-            )))
-        }
-    };
     loop {
         // Messages are released only once their bytes are flushed to stdout:
         // a recv killed at any point loses nothing; its successor delivers
@@ -320,7 +311,7 @@ fn receive(
                 Ok(message) => {
                     bytes += message.len();
                     if let Err(e) = out.write_all(message) {
-                        break write_error(e)?;
+                        break write_stop(e)?;
                     }
                     pacer.account(message.len());
                     if bytes >= RELEASE_EVERY {
@@ -337,7 +328,7 @@ fn receive(
             return Ok(End::BrokenPipe);
         }
         if let Err(e) = out.flush() {
-            write_error(e)?;
+            write_stop(e)?;
             return Ok(End::BrokenPipe);
         }
         batch.release();

@@ -40,10 +40,10 @@ impl Child {
     fn spawn(body: impl FnOnce(&mut File, &mut File) -> Option<()>) -> Child {
         let (down_rx, down_tx): (OwnedFd, OwnedFd) = pipe().unwrap();
         let (up_rx, up_tx): (OwnedFd, OwnedFd) = pipe().unwrap();
-        // SAFETY: the caller holds `SERIAL`, so no other test of this binary
-        // forks or holds a lock the child needs; the child runs only system
-        // calls, the allocator (fork-safe in glibc) and the ring, and leaves
-        // with `_exit`.
+        // The caller holds `SERIAL`, so no other test of this binary forks
+        // or holds a lock the child needs.
+        // SAFETY: the child runs only system calls, the allocator (fork-safe
+        // in glibc) and the ring, and leaves with `_exit`.
         match unsafe { fork() }.unwrap() {
             ForkResult::Child => {
                 drop((down_tx, up_rx));

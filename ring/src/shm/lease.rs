@@ -111,47 +111,29 @@ impl Lease {
     /// Takes `role` of the segment open as `fd`, or `RoleTaken` when a live
     /// process holds it.
     pub(super) fn claim(fd: &OwnedFd, role: Role) -> Result<Lease, ShmError> {
-        let fd = own_fd(fd)?;
-        let lock = flock(libc::F_WRLCK, role.lock_byte());
-        match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
-            Ok(_) => Ok(Lease {
-                fd,
-                role,
-                byte: role.lock_byte(),
-            }),
-            Err(Errno::EAGAIN) | Err(Errno::EACCES) => Err(ShmError::RoleTaken(role)),
-            Err(e) => Err(ShmError::os("fcntl(F_OFD_SETLK)", e)),
-        }
+        Lease::try_lock(fd, libc::F_WRLCK, role, role.lock_byte())?.ok_or(ShmError::RoleTaken(role))
     }
 
     /// Takes a share of `role` (a read lock on its byte): how every producer
     /// of an MPSC segment marks itself present. `RoleTaken` only when a
     /// process holds the role exclusively.
     pub(super) fn claim_shared(fd: &OwnedFd, role: Role) -> Result<Lease, ShmError> {
-        let fd = own_fd(fd)?;
-        let lock = flock(libc::F_RDLCK, role.lock_byte());
-        match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
-            Ok(_) => Ok(Lease {
-                fd,
-                role,
-                byte: role.lock_byte(),
-            }),
-            Err(Errno::EAGAIN) | Err(Errno::EACCES) => Err(ShmError::RoleTaken(role)),
-            Err(e) => Err(ShmError::os("fcntl(F_OFD_SETLK)", e)),
-        }
+        Lease::try_lock(fd, libc::F_RDLCK, role, role.lock_byte())?.ok_or(ShmError::RoleTaken(role))
     }
 
     /// Takes MPSC producer slot `slot` (a write lock on its byte) without
     /// waiting: `None` when a live process holds it.
     pub(super) fn try_slot(fd: &OwnedFd, slot: u8) -> Result<Option<Lease>, ShmError> {
+        Lease::try_lock(fd, libc::F_WRLCK, Role::Producer, slot_lock_byte(slot))
+    }
+
+    /// One non-blocking OFD lock of `kind` on `byte`, held as `role`:
+    /// `None` when another open file description holds a conflicting lock.
+    fn try_lock(fd: &OwnedFd, kind: i32, role: Role, byte: i64) -> Result<Option<Lease>, ShmError> {
         let fd = own_fd(fd)?;
-        let lock = flock(libc::F_WRLCK, slot_lock_byte(slot));
+        let lock = flock(kind, byte);
         match fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
-            Ok(_) => Ok(Some(Lease {
-                fd,
-                role: Role::Producer,
-                byte: slot_lock_byte(slot),
-            })),
+            Ok(_) => Ok(Some(Lease { fd, role, byte })),
             Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(None),
             Err(e) => Err(ShmError::os("fcntl(F_OFD_SETLK)", e)),
         }

@@ -79,7 +79,13 @@ pub fn peek_word(buf: &AlignedBuf, offset: usize) -> u64 {
 /// Asserts that `slice` lies inside the data region of `buf` (`capacity`
 /// bytes after the header): the ring never hands out anything else.
 pub fn assert_in_data(buf: &AlignedBuf, capacity: u64, slice: &[u8]) {
-    let region = buf.as_ptr() as usize + HEADER_SIZE;
+    assert_in_region(buf, HEADER_SIZE, capacity, slice);
+}
+
+/// Asserts that `slice` lies inside the `capacity` bytes that follow a
+/// `header`-byte header in `buf`.
+pub(crate) fn assert_in_region(buf: &AlignedBuf, header: usize, capacity: u64, slice: &[u8]) {
+    let region = buf.as_ptr() as usize + header;
     let start = slice.as_ptr() as usize;
     assert!(
         slice.is_empty() || (start >= region && start + slice.len() <= region + capacity as usize),

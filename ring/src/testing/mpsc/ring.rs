@@ -36,10 +36,10 @@ impl Deaths {
     }
 }
 
-// SAFETY: a pair is inserted by `kill` only after its producer made its last
-// access (the kit drops or abandons it first, on the same thread; the mutex
-// orders that before any later `alive`), and [`MAX_RESTARTS`] keeps a slot's
-// generation from wrapping onto a dead one's low bits.
+// The kit drops or abandons a producer before it kills it, on the same
+// thread, and the mutex orders that before any later `alive`.
+// SAFETY: a pair is inserted by `kill` only after its producer's last access,
+// and [`MAX_RESTARTS`] keeps a slot's generation off a dead one's low bits.
 unsafe impl Liveness for Deaths {
     fn alive(&self, slot: u8, generation: u32) -> bool {
         !self
@@ -53,13 +53,7 @@ unsafe impl Liveness for Deaths {
 /// Asserts that `slice` lies inside the data region of the MPSC segment in
 /// `buf` (`capacity` bytes after its header).
 pub fn assert_in_mpsc_data(buf: &AlignedBuf, capacity: u64, slice: &[u8]) {
-    let region = buf.as_ptr() as usize + HEADER_SIZE;
-    let start = slice.as_ptr() as usize;
-    assert!(
-        slice.is_empty() || (start >= region && start + slice.len() <= region + capacity as usize),
-        "slice {start:#x}+{} outside the data region {region:#x}+{capacity}",
-        slice.len()
-    );
+    crate::testing::ring::assert_in_region(buf, HEADER_SIZE, capacity, slice);
     assert!(
         slice.len() as u64 <= max_message(capacity),
         "a message of {} bytes in a ring of {capacity}",
