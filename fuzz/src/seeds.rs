@@ -7,7 +7,7 @@ use ringproof::layout::{RECORD_MESSAGE, RECORD_PADDING, checksum, fnv1a};
 use ringproof::mpsc::heap::{HeapShared as MpscShared, channel};
 use ringproof::mpsc::layout::{
     CHECKSUMMED as MPSC_CHECKSUMMED, HEAD_OFFSET as MPSC_HEAD_OFFSET,
-    HEADER_SIZE as MPSC_HEADER_SIZE, TAIL_OFFSET as MPSC_TAIL_OFFSET,
+    TAIL_OFFSET as MPSC_TAIL_OFFSET, table_offset,
 };
 use ringproof::mpsc::{AlwaysAlive, Consumer as MpscConsumer, Producer as MpscProducer};
 use ringproof::testing::{MpscOp, Word};
@@ -451,7 +451,7 @@ fn mpsc_attach_seeds() -> Vec<(&'static str, Vec<u8>)> {
     add("mpsc-corrupt-size-short", fresh[..fresh.len() - 8].to_vec());
     let mut bad = midstream.clone();
     let head = peek_word_of(&bad, MPSC_HEAD_OFFSET) as usize % 256;
-    let at = MPSC_HEADER_SIZE + head;
+    let at = table_offset(256) as usize + head;
     bad[at..at + 8].copy_from_slice(&(u64::MAX - 5).to_ne_bytes());
     add("mpsc-corrupt-record", bad);
     let mut bad = midstream;
@@ -583,7 +583,7 @@ fn mpsc_ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 1,
                 vec![
                     push(0, 8, 1),
-                    scribble(MPSC_HEADER_SIZE, u64::MAX),
+                    scribble(table_offset(64) as usize, u64::MAX), // the first record's word
                     Read,
                     Batch {
                         n: 2,

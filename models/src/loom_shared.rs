@@ -48,10 +48,10 @@ struct Segment {
     words64: WordTable<LoomWord64>,
     words32: WordTable<LoomWord32>,
     /// One word per 8-byte data word, for protocols whose record headers
-    /// are atomic ([`Shared::data_word64`]); empty for SPSC. Separate from
-    /// `bytes`: the protocol touches a record header's 8 bytes only through
-    /// its word, so the model need not alias them.
-    data_words: Box<[LoomWord64]>,
+    /// are atomic ([`Shared::table_word64`]); empty for SPSC. Separate from
+    /// `bytes`, as the shipped MPSC segment's record word table lies after
+    /// its data region: no payload byte is ever a table word.
+    table_words: Box<[LoomWord64]>,
     /// Per MPSC producer slot: 1 once the test killed that producer
     /// ([`crate::ModelShared::kill`]); empty for SPSC.
     dead: Box<[LoomWord32]>,
@@ -105,12 +105,12 @@ impl LoomShared {
     ) -> Self {
         assert!(capacity_ok(capacity), "bad model capacity {capacity}");
         let words = (capacity / RECORD_ALIGN) as usize;
-        let data_words = if slots > 0 { words } else { 0 };
+        let table_words = if slots > 0 { words } else { 0 };
         LoomShared(
             Arc::new(Segment {
                 words64: WordTable::new(words64, || LoomWord64::new(0)),
                 words32: WordTable::new(words32, || LoomWord32::new(0)),
-                data_words: (0..data_words).map(|_| LoomWord64::new(0)).collect(),
+                table_words: (0..table_words).map(|_| LoomWord64::new(0)).collect(),
                 dead: (0..slots).map(|_| LoomWord32::new(0)).collect(),
                 capacity,
                 bytes: (0..words).map(|_| UnsafeCell::new(0)).collect(),
@@ -156,9 +156,9 @@ unsafe impl Shared for LoomShared {
     fn capacity(&self) -> u64 {
         self.0.capacity
     }
-    fn data_word64(&self, offset: usize) -> &LoomWord64 {
+    fn table_word64(&self, offset: usize) -> &LoomWord64 {
         assert!(offset % 8 == 0, "unaligned data word {offset}");
-        match self.0.data_words.get(offset / 8) {
+        match self.0.table_words.get(offset / 8) {
             Some(word) => word,
             None => panic!("the model segment has no data word at {offset}"),
         }

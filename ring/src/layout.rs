@@ -208,12 +208,17 @@ pub const fn record_tag(kind: u32, position: u64, capacity: u64) -> u32 {
     kind ^ lap(position, capacity)
 }
 
-/// The header size of a protocol's segment: where its data region starts.
+/// The header size of a protocol's segment (where its data region starts)
+/// and whether a record word table follows the data region.
 /// [`crate::mem::MemShared`] takes it as a type parameter, so that its word
 /// checks are on constants and compile away.
 pub trait SegmentLayout {
     /// Size of the header in bytes (a multiple of 8).
     const HEADER_SIZE: usize;
+    /// Whether the segment holds, after its `capacity` data bytes, a table
+    /// of one 64-bit word per 8 data bytes
+    /// ([`crate::sync::Shared::table_word64`]).
+    const WORD_TABLE: bool;
 }
 
 /// Which protocol a segment holds, as its magic says: the first eight bytes
@@ -273,6 +278,7 @@ pub struct Spsc;
 
 impl SegmentLayout for Spsc {
     const HEADER_SIZE: usize = HEADER_SIZE;
+    const WORD_TABLE: bool = false;
 }
 
 /// Total segment size for a data region of `capacity` bytes.

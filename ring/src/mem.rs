@@ -143,9 +143,11 @@ impl<O, H, L: SegmentLayout> MemShared<O, H, L> {
     }
 }
 
-// SAFETY: `capacity` is checked and fixed; `data` and `data_word64` stay in
-// the `L::HEADER_SIZE + capacity` bytes `attach` checked; each header word is
-// the fixed header bytes at its offset, checked to lie before the data region.
+// SAFETY: `capacity` is checked and fixed; `data` stays in the
+// `L::HEADER_SIZE + capacity` bytes `attach` checked, `table_word64` in the
+// `capacity` bytes after them that `attach` checked for a word-table
+// layout; each header word is the fixed header bytes at its offset, checked
+// to lie before the data region.
 unsafe impl<O, H: CrashHook, L: SegmentLayout> Shared for MemShared<O, H, L> {
     type W64 = AtomicU64;
     type W32 = AtomicU32;
@@ -179,15 +181,19 @@ unsafe impl<O, H: CrashHook, L: SegmentLayout> Shared for MemShared<O, H, L> {
     }
 
     #[inline(always)]
-    fn data_word64(&self, offset: usize) -> &AtomicU64 {
+    fn table_word64(&self, offset: usize) -> &AtomicU64 {
         assert!(
-            offset % 8 == 0 && (offset as u64) < self.capacity,
-            "no 64-bit data word at {offset}"
+            L::WORD_TABLE && offset % 8 == 0 && (offset as u64) < self.capacity,
+            "no record table word for data byte {offset}"
         );
-        // SAFETY: `offset` is 8-aligned and below the capacity (asserted): the
-        // aligned word lies in the data region (`base`, `L::HEADER_SIZE` are
-        // 8-aligned); the protocol reaches it only atomically (`data_word64`).
-        unsafe { AtomicU64::from_ptr(self.base.add(L::HEADER_SIZE + offset).cast()) }
+        let at = L::HEADER_SIZE + self.capacity as usize + offset;
+        // SAFETY: the layout has a word table (asserted), which `attach`
+        // checked lies in the segment: `capacity` bytes right after the
+        // `capacity` data bytes. `offset` is 8-aligned and below the capacity
+        // (asserted), so the aligned word lies inside the table (`base`,
+        // `L::HEADER_SIZE` and `capacity` are multiples of 8), overlapping no
+        // data byte; the protocol reaches it only atomically.
+        unsafe { AtomicU64::from_ptr(self.base.add(at).cast()) }
     }
 
     #[inline(always)]

@@ -177,9 +177,10 @@ impl CrashHook for NoHook {
 ///   each offset, the same word every time (in every view of the same
 ///   segment), words at distinct offsets are distinct, and no word overlaps
 ///   the data region;
-/// - [`data_word64`](Shared::data_word64) returns, for each 8-aligned
+/// - [`table_word64`](Shared::table_word64) returns, for each 8-aligned
 ///   `offset < capacity`, the same word every time (in every view of the
-///   same segment), distinct from every header word.
+///   same segment), distinct from every header word and overlapping no
+///   data byte.
 ///
 /// They need not (and cannot) guarantee what another process writes there:
 /// the protocol checks every value it reads.
@@ -207,23 +208,25 @@ pub unsafe trait Shared {
     /// Size of the data region in bytes.
     fn capacity(&self) -> u64;
 
-    /// The 64-bit word at byte `offset` of the data region, for protocols
-    /// whose record headers are atomic words ([`crate::mpsc`]). `offset` is
-    /// computed by the protocol from a checked position (8-aligned, below
-    /// the capacity), never taken from the segment unchecked.
+    /// The 64-bit word of the record word table for data byte `offset`, for
+    /// protocols whose record headers are atomic words ([`crate::mpsc`]).
+    /// `offset` is computed by the protocol from a checked position
+    /// (8-aligned, below the capacity), never taken from the segment
+    /// unchecked.
     ///
-    /// In the shipped backend the word *is* the 8 data bytes at `offset`,
-    /// which [`data`](Shared::data) also reaches; the models keep a separate
-    /// table of words beside the data bytes. A protocol that uses this word
-    /// for a record header touches those 8 bytes only through it, and its
-    /// other data bytes through `data` only while no other side can load
-    /// them as a word (see the protocol's ownership rules).
+    /// The table holds one word per 8 data bytes and lies **outside** the
+    /// data region (in the shipped backend, right after it; in the models,
+    /// a table of their own): no payload byte written through
+    /// [`data`](Shared::data) is ever read as a table word. A producer that
+    /// stalls with a stale position and compare-exchanges a table word can
+    /// therefore only meet values the protocol itself stored there (see
+    /// `docs/LAYOUT.md`, MPSC, "Why record words live in their own table").
     ///
     /// # Panics
     ///
-    /// When `offset` is not 8-aligned or not below the capacity (a bug in
-    /// the protocol, not in the segment).
-    fn data_word64(&self, offset: usize) -> &Self::W64;
+    /// When `offset` is not 8-aligned or not below the capacity, or the
+    /// segment has no table (a bug in the protocol, not in the segment).
+    fn table_word64(&self, offset: usize) -> &Self::W64;
 
     /// Begins a borrow of data bytes `offset..offset + len`, for writing when
     /// `write`; returns the access token and a pointer to the first byte.

@@ -300,7 +300,7 @@ fn bad_slots_are_refused() {
 fn consumer_sees(word: u64) -> ReadError {
     let (_, mut consumer, _, view) = ring(64, 1);
     // Relaxed: one thread; the consumer reads the word after.
-    view.data_word64(0)
+    view.table_word64(0)
         .store(word, ringproof::sync::Ordering::Relaxed);
     let err = consumer.read().err().unwrap();
     assert_eq!(
@@ -343,6 +343,44 @@ fn corrupt_record_words_are_typed_errors() {
     );
 }
 
+/// A producer that stalls between loading the word at a position and its
+/// compare-exchange (here: position 16 of lap 0, expecting "free in lap 0")
+/// may resume after the ring moved a whole lap on, when a message of the
+/// next lap has its payload over offset 16. The exchange must fail: had the
+/// record words been the data bytes themselves, a payload word holding the
+/// expected value (zero here, as common as payload bytes get) would let the
+/// stalled producer claim inside another producer's message and overwrite
+/// it (seen as a torn message and `RecordKind` in `ringproof crash --mode
+/// mpsc --producers 6`).
+#[test]
+fn a_stalled_claim_never_lands_in_a_payload_of_the_next_lap() {
+    // Relaxed (both): one thread; the consumer reads the word after.
+    use ringproof::sync::Ordering::Relaxed;
+    let (mut producers, mut consumer, _, view) = ring(64, 1);
+    for _ in 0..4 {
+        producers[0].push(&[7; 8]).unwrap();
+        assert_eq!(consumer.pop().unwrap(), [7; 8]);
+    }
+    // Lap 1: one record over offsets 0..32, its payload zero (offsets 8..32).
+    producers[0].push(&[0; 24]).unwrap();
+    let stalled = Claim {
+        kind: kind::UNCOMMITTED,
+        slot: 0,
+        gen_low: 1,
+        lap_low: 0,
+        len: 8,
+    };
+    let exchanged =
+        view.record_word(16)
+            .compare_exchange(free_word(0), stalled.word(), Relaxed, Relaxed);
+    assert_eq!(
+        exchanged,
+        Err(free_word(1)),
+        "the word at offset 16 is the consumer's stamp for lap 1, not payload"
+    );
+    assert_eq!(consumer.pop().unwrap(), [0; 24], "the message is whole");
+}
+
 #[test]
 fn corrupt_indices_are_typed_errors() {
     // Relaxed (every scribble below): one thread; the sides read after.
@@ -366,14 +404,14 @@ fn corrupt_indices_are_typed_errors() {
         Err(PushError::Corrupted(Corruption::Head))
     );
     let (mut producers, _, _, view) = ring(64, 1);
-    view.data_word64(0).store(free_word(7), Relaxed);
+    view.table_word64(0).store(free_word(7), Relaxed);
     view.head().store(0, Relaxed);
     assert_eq!(
         producers[0].push(b"z"),
         Err(PushError::Full),
         "a word stamped for a later lap is the consumer mid-release"
     );
-    view.data_word64(0)
+    view.table_word64(0)
         .store(Claim::from_word(0).with_kind(7).word(), Relaxed);
     assert_eq!(
         producers[0].push(b"z"),

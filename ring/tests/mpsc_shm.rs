@@ -28,6 +28,9 @@ fn producers_in_slots_meet_the_consumer_through_a_name() {
         assert_eq!(c.pop_blocking(Some(Duration::from_secs(10))).unwrap(), want);
     }
     assert!(matches!(c.pop(), Err(ReadError::Empty)));
+    // The README's size: the header, the data, then the record word table.
+    let file = std::path::Path::new("/dev/shm").join(name.name().trim_start_matches('/'));
+    assert_eq!(std::fs::metadata(file).unwrap().len(), 640 + 2 * 4096);
 }
 
 #[test]

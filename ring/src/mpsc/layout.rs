@@ -25,12 +25,16 @@
 //!     268     4  closed           producers (atomic)  1 once a producer closed
 //!     272   112  pad              zero
 //!     384   256  slot_gen[64]     producers (atomic)  generation of each slot
-//!     640   cap  data             records, see below
+//!     640   cap  data             record payloads, see below
+//! 640+cap   cap  record words     one atomic u64 per 8 data bytes
 //! ```
 //!
-//! A record is an 8-byte header **word** followed by the payload, padded to
-//! 8 bytes; the word is reached only atomically
-//! ([`crate::sync::Shared::data_word64`]):
+//! A record is 8 unused bytes followed by the payload, padded to 8 bytes.
+//! Its header **word** is the record word table's word for its first data
+//! byte, outside the data region, reached only atomically
+//! ([`crate::sync::Shared::table_word64`]); no payload byte is ever read as
+//! a header word (`docs/LAYOUT.md`, "Why record words live in their own
+//! table"):
 //!
 //! ```text
 //!  bit 0     3          9          17              32                   64
@@ -50,7 +54,7 @@ use crate::layout::{LINE, MIN_CAPACITY, SegmentLayout, fnv1a};
 /// [`crate::layout::MAGIC`]).
 pub const MAGIC: [u8; 8] = *b"RINGMPS\0";
 /// The MPSC layout version this build reads and writes.
-pub const MPSC_VERSION: u32 = 1;
+pub const MPSC_VERSION: u32 = 2;
 /// Size of the header in bytes; the data region starts here.
 pub const HEADER_SIZE: usize = 640;
 /// Largest data region: a payload length must fit the 32-bit `len` field.
@@ -64,6 +68,7 @@ pub struct Mpsc;
 
 impl SegmentLayout for Mpsc {
     const HEADER_SIZE: usize = HEADER_SIZE;
+    const WORD_TABLE: bool = true;
 }
 
 /// The MPSC segment header as it lies in memory.
@@ -146,8 +151,14 @@ pub const fn capacity_ok(capacity: u64) -> bool {
     capacity.is_power_of_two() && capacity >= MIN_CAPACITY && capacity <= MAX_CAPACITY
 }
 
-/// Total segment size for a data region of `capacity` bytes.
+/// Total segment size for a data region of `capacity` bytes: the header,
+/// the data region, then the record word table (one word per 8 data bytes).
 pub const fn segment_size(capacity: u64) -> u64 {
+    HEADER_SIZE as u64 + 2 * capacity
+}
+
+/// Byte offset of the record word table: right after the data region.
+pub const fn table_offset(capacity: u64) -> u64 {
     HEADER_SIZE as u64 + capacity
 }
 

@@ -4,9 +4,10 @@
 //!
 //! # Claims
 //!
-//! Positions only grow, as in [`crate::spsc`]. A record starts with one
-//! 64-bit header word ([`layout::Claim`]), reached only atomically
-//! ([`Shared::data_word64`]). A producer claims the record at position `p`
+//! Positions only grow, as in [`crate::spsc`]. A record has one 64-bit
+//! header word ([`layout::Claim`]) in a table beside the data region (one
+//! word per 8 data bytes, never payload), reached only atomically
+//! ([`Shared::table_word64`]). A producer claims the record at position `p`
 //! with **one compare-exchange** of that word, from "free in the lap of `p`"
 //! to `UNCOMMITTED{len, slot, gen, lap}`: the claim and its owner are one
 //! atomic step, so no observer ever sees a claimed record without its owner.
@@ -22,12 +23,13 @@
 //!   producer until it commits (or gives up), then to the consumer; an
 //!   unclaimed place belongs to whoever wins the compare-exchange on its word.
 //! - The consumer reads a committed record in place and releases it: it
-//!   stamps **every** word of the released bytes "free in the next lap"
-//!   ([`layout::free_word`]), then stores `head` (Release). Stamping every
-//!   word, not just the header, matters: records of the next lap start at
-//!   other offsets, and a payload word left as it was could read as a claim.
-//!   A word a producer may claim is thus either free in exactly its lap
-//!   (full lap, 61 bits: no ABA) or a claim of this lap.
+//!   stamps **every** table word of the released bytes "free in the next
+//!   lap" ([`layout::free_word`]), then stores `head` (Release). Stamping
+//!   every word, not just the header, matters: records of the next lap
+//!   start at other offsets. A word a producer may claim is thus either
+//!   free in exactly its lap (full lap, 61 bits) or a claim of this lap,
+//!   and since no payload is ever a table word, a producer that stalls
+//!   before its compare-exchange meets a later value and fails (no ABA).
 //!
 //! # Death
 //!
@@ -130,7 +132,7 @@ pub trait Words: Shared {
     /// The header word of the record at `position`.
     #[inline(always)]
     fn record_word(&self, position: u64) -> &Self::W64 {
-        self.data_word64((position & (self.capacity() - 1)) as usize)
+        self.table_word64((position & (self.capacity() - 1)) as usize)
     }
 }
 

@@ -240,8 +240,8 @@ mod tests {
                 &8192u64.to_ne_bytes(),
                 true,
                 seg(SegmentError::SizeMismatch {
-                    expected: 640 + 8192,
-                    actual: 640 + 4096,
+                    expected: 640 + 2 * 8192,
+                    actual: 640 + 2 * 4096,
                 }),
             ),
         ];
