@@ -322,7 +322,7 @@ fn corrupt_record_words_are_typed_errors() {
     };
     let corrupted = ReadError::Corrupted;
     assert_eq!(
-        consumer_sees(claim(5, 0, 8).word()),
+        consumer_sees(claim(6, 0, 8).word()),
         corrupted(Corruption::RecordKind)
     );
     assert_eq!(
@@ -379,6 +379,39 @@ fn a_stalled_claim_never_lands_in_a_payload_of_the_next_lap() {
         "the word at offset 16 is the consumer's stamp for lap 1, not payload"
     );
     assert_eq!(consumer.pop().unwrap(), [0; 24], "the message is whole");
+}
+
+/// The end of stream is a record the consumer puts at `head`: a producer
+/// that never saw the `closed` flag (here: the flag cleared again, as a
+/// stale load would see it) meets the record and is refused, so no message
+/// is ever committed after the end the consumer reported; a successor
+/// consumer finds the same end.
+#[test]
+fn the_end_of_stream_is_a_record_no_later_push_passes() {
+    // Relaxed (all): one thread; each side reads the words after.
+    use ringproof::sync::Ordering::Relaxed;
+    let buf = Arc::new(segment(64, 2).unwrap());
+    // SAFETY: one producer per slot and one consumer at a time; the spare
+    // view only loads and stores words.
+    let view = || unsafe { shared(&buf) }.unwrap().0;
+    let mut first = Producer::new(view(), 0).unwrap();
+    let mut consumer = Consumer::new(view(), AlwaysAlive).unwrap();
+    first.push(b"before").unwrap();
+    first.close().unwrap();
+    assert_eq!(consumer.pop().unwrap(), b"before");
+    assert_eq!(consumer.pop(), Err(ReadError::Closed));
+    drop(consumer);
+    let end = Claim::from_word(view().record_word(16).load(Relaxed));
+    assert_eq!(
+        (end.kind, end.len),
+        (kind::END, 0),
+        "the end record at head"
+    );
+    view().closed().store(0, Relaxed);
+    let mut late = Producer::new(view(), 1).unwrap();
+    assert_eq!(late.push(b"after"), Err(PushError::Closed));
+    let mut successor = Consumer::new(view(), AlwaysAlive).unwrap();
+    assert_eq!(successor.pop(), Err(ReadError::Closed));
 }
 
 #[test]

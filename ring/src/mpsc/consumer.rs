@@ -204,14 +204,30 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
                 if word != free_word(this_lap) {
                     return Err(self.poison(Corruption::RecordKind));
                 }
-                // Acquire: pairs with the Release store in `Producer::close`.
-                if self.shared.closed().load(Ordering::Acquire) == 0 {
+                // Relaxed: only says whether to try to end the stream here;
+                // the exchange below decides, not this load.
+                if self.shared.closed().load(Ordering::Relaxed) == 0 {
                     return Err(ReadError::Empty);
                 }
-                // Relaxed: the Acquire load of `closed` makes a commit that
-                // preceded the close visible to this load; a changed word is
-                // read again with Acquire at the top of the loop.
-                if word_ref.load(Ordering::Relaxed) == word {
+                let end = Claim {
+                    kind: kind::END,
+                    slot: 0,
+                    gen_low: 0,
+                    lap_low: lap_low(this_lap),
+                    len: 0,
+                };
+                // Relaxed (both): an exchange reads the latest value of the
+                // word, so it succeeds only if no producer has claimed this
+                // place, and (records being claimed contiguously from
+                // `head`) none after it: every message committed before the
+                // close was delivered, and every later claim meets the end
+                // and is refused. Nothing is read on the strength of it. A
+                // failure (a claim came first) is read again with Acquire
+                // at the top of the loop.
+                if word_ref
+                    .compare_exchange(word, end.word(), Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
                     return Err(ReadError::Closed);
                 }
                 continue;
@@ -220,7 +236,7 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
             if claim.lap_low != lap_low(this_lap) {
                 return Err(self.poison(Corruption::RecordLap));
             }
-            if claim.kind > kind::SKIPPED {
+            if claim.kind > kind::END {
                 return Err(self.poison(Corruption::RecordKind));
             }
             if !claim_fits(claim.kind, claim.len, to_end, self.capacity) {
@@ -232,6 +248,7 @@ impl<S: Shared, L: Liveness> Consumer<S, L> {
                 record_size(u64::from(claim.len))
             };
             match claim.kind {
+                kind::END => return Err(ReadError::Closed),
                 kind::MESSAGE => {
                     return Ok(Found {
                         payload: (offset + RECORD_HEADER) as usize,

@@ -192,6 +192,10 @@ pub mod kind {
     pub const PADDING: u64 = 3;
     /// A claim whose producer died or gave it up: skip `len` bytes' record.
     pub const SKIPPED: u64 = 4;
+    /// The end of the stream: put by the consumer, with `len` 0, at the
+    /// first free record place once a producer closed; never released.
+    /// Producers that reach it refuse to push.
+    pub const END: u64 = 5;
 }
 
 /// Bits of the kind field.

@@ -169,13 +169,15 @@ const fn lap(position: u64, capacity: u64) -> u64 {
 
 /// Whether a claimed record of `len` payload bytes, of `kind`, fits where it
 /// lies: `to_end` bytes before the end of the data region. A padding
-/// record fills them exactly; any other record fits inside them and is
-/// within the largest message.
+/// record fills them exactly; the end of the stream is empty; any other
+/// record fits inside them and is within the largest message.
 #[inline(always)]
 const fn claim_fits(kind: u64, len: u32, to_end: u64, capacity: u64) -> bool {
     let len = len as u64;
     if kind == layout::kind::PADDING {
         len + RECORD_HEADER == to_end
+    } else if kind == layout::kind::END {
+        len == 0
     } else {
         len <= crate::layout::max_message(capacity) && crate::layout::record_size(len) <= to_end
     }
@@ -208,6 +210,8 @@ mod tests {
         assert!(!claim_fits(MESSAGE, 32, 64, 64), "over the largest message");
         assert!(claim_fits(PADDING, 8, 16, 64));
         assert!(!claim_fits(PADDING, 0, 16, 64));
+        assert!(claim_fits(layout::kind::END, 0, 8, 64));
+        assert!(!claim_fits(layout::kind::END, 8, 16, 64));
         assert_eq!(lap(3 * 64 + 8, 64), 3);
     }
 }

@@ -236,7 +236,11 @@ impl<S: Shared> Producer<S> {
             let what = if found.lap_low != lap_low(this_lap) {
                 position = self.behind(position, None)?;
                 continue;
-            } else if found.kind > kind::SKIPPED {
+            } else if found.kind == kind::END {
+                // The consumer ended the stream here: nothing after it is read.
+                self.closed = true;
+                return Err(PushError::Closed);
+            } else if found.kind > kind::END {
                 Some(Corruption::RecordKind)
             } else if !claim_fits(found.kind, found.len, to_end, self.capacity) {
                 Some(Corruption::RecordLength)
@@ -304,16 +308,20 @@ impl<S: Shared> Producer<S> {
 
     /// Closes the stream for every producer: the consumer reads what was
     /// committed before, then [`super::ReadError::Closed`]; pushes fail with
-    /// [`PushError::Closed`] once a producer sees the flag. A push racing
-    /// with the close may be committed after the consumer reported the end.
+    /// [`PushError::Closed`] once a producer sees the flag or the end record
+    /// the consumer puts at the first free place. A push racing with the
+    /// close is either delivered before the end or refused, never lost
+    /// after it.
     pub fn close(&mut self) -> Result<(), PushError> {
         if let Some(what) = self.poisoned {
             return Err(PushError::Corrupted(what));
         }
         self.shared.crash_point(CrashPoint::BeforeClose);
-        // Release: orders this producer's commits before it; pairs with the
-        // Acquire load of `closed` in `Consumer::find`.
-        self.shared.closed().store(1, Ordering::Release);
+        // Relaxed: the flag only asks the consumer to end the stream at the
+        // first free place; its exchange there (`Consumer::find`), not this
+        // store, orders the end after every commit. The SeqCst fence in
+        // `wake_consumer` makes a parked consumer see it.
+        self.shared.closed().store(1, Ordering::Relaxed);
         self.closed = true;
         self.wake_consumer();
         Ok(())

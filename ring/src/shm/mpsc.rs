@@ -60,7 +60,7 @@ pub const PARK: Duration = Duration::from_millis(10);
 
 /// Whether the stream is closed and every claimed record released: the
 /// stream is closed, `head` has reached the claim hint and the word at
-/// `head` is free.
+/// `head` is free or the end of the stream.
 pub(super) fn finished<O>(shared: &MemShared<O, NoHook, Mpsc>) -> bool {
     // Relaxed (all four): a decision about the name only; no record is read
     // on the strength of these values. A stale one makes the caller keep the
@@ -71,7 +71,7 @@ pub(super) fn finished<O>(shared: &MemShared<O, NoHook, Mpsc>) -> bool {
     let hint = shared.tail_hint().load(Ordering::Relaxed);
     let head = shared.head().load(Ordering::Relaxed);
     let word = shared.record_word(head).load(Ordering::Relaxed);
-    closed && head >= hint && kind_of(word) == kind::FREE
+    closed && head >= hint && matches!(kind_of(word), kind::FREE | kind::END)
 }
 
 /// Takes `role` of the MPSC segment `name` as `mode` says, creating it with
